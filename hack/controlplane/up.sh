@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Starts a local control plane on loopback: etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler and KWOK (simulated nodes and pods), then creates the simulated GPU nodes.
+# Ends by printing `export KUBECONFIG=...`. Running it again while it is up does nothing.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+bin="$root/bin"
+state=${KUBEINFER_CLUSTER_DIR:-$root/.cache/cluster}
+kubeconfig="$state/kubeconfig"
+started=$(date +%s.%N)
+
+ETCD_PORT=${ETCD_PORT:-23790}
+APISERVER_PORT=${APISERVER_PORT:-26443}
+KCM_PORT=${KCM_PORT:-20257}
+SCHEDULER_PORT=${SCHEDULER_PORT:-20259}
+KWOK_PORT=${KWOK_PORT:-20247}
+server="https://127.0.0.1:$APISERVER_PORT"
+
+log() { printf '[cluster-up] %s\n' "$*" >&2; }
+kubectl() { "$bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
+
+running() { [ -f "$state/$1.pid" ] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null; }
+start() { # name, command...: run in its own session so cluster-down can stop the whole group
+  local name=$1; shift
+  if running "$name"; then return; fi
+  setsid "$@" >"$state/logs/$name.log" 2>&1 < /dev/null &
+  echo $! >"$state/$name.pid"
+}
+wait_for() { # what, seconds, command...
+  local what=$1 limit=$2; shift 2
+  local deadline=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then
+      log "timed out waiting for $what; logs in $state/logs"; exit 1
+    fi
+    sleep 0.2
+  done
+}
+
+[ -x "$bin/kube-apiserver" ] || bash "$here/build.sh"
+mkdir -p "$state/logs" "$state/etcd" "$state/pki"
+
+# Keys and certificates, made once per state folder.
+pki="$state/pki"
+if [ ! -f "$pki/ca.crt" ]; then
+  log "creating certificates and keys"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=kubeinfer-local-ca" \
+    -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
+    -keyout "$pki/apiserver.key" -out "$pki/apiserver.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\n' >"$pki/san.ext"
+  openssl x509 -req -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$pki/san.ext" -out "$pki/apiserver.crt" 2>/dev/null
+  openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+  # Static tokens: the admin (system:masters) and one identity per component, so RBAC applies.
+  {
+    echo "$(openssl rand -hex 16),kubeinfer-admin,admin,system:masters"
+    echo "$(openssl rand -hex 16),system:kube-controller-manager,kcm"
+    echo "$(openssl rand -hex 16),system:kube-scheduler,scheduler"
+    echo "$(openssl rand -hex 16),kwok-controller,kwok,system:masters"
+  } >"$pki/tokens.csv"
+fi
+token_of() { awk -F, -v u="$1" '$2==u {print $1}' "$pki/tokens.csv"; }
+write_kubeconfig() { # file, user
+  "$bin/kubectl" config --kubeconfig "$1" set-cluster local --server "$server" \
+    --certificate-authority "$pki/ca.crt" --embed-certs >/dev/null
+  "$bin/kubectl" config --kubeconfig "$1" set-credentials "$2" --token "$(token_of "$2")" >/dev/null
+  "$bin/kubectl" config --kubeconfig "$1" set-context local --cluster local --user "$2" >/dev/null
+  "$bin/kubectl" config --kubeconfig "$1" use-context local >/dev/null
+}
+[ -f "$kubeconfig" ] || write_kubeconfig "$kubeconfig" kubeinfer-admin
+[ -f "$state/kcm.kubeconfig" ] || write_kubeconfig "$state/kcm.kubeconfig" system:kube-controller-manager
+[ -f "$state/scheduler.kubeconfig" ] || write_kubeconfig "$state/scheduler.kubeconfig" system:kube-scheduler
+[ -f "$state/kwok.kubeconfig" ] || write_kubeconfig "$state/kwok.kubeconfig" kwok-controller
+
+start etcd "$bin/etcd" --name local --data-dir "$state/etcd" \
+  --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+  --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
+  --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
+  --initial-cluster "local=http://127.0.0.1:$((ETCD_PORT + 1))" \
+  --unsafe-no-fsync --quota-backend-bytes 4294967296
+wait_for etcd 20 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+
+start kube-apiserver "$bin/kube-apiserver" \
+  --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+  --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+  --client-ca-file "$pki/ca.crt" --token-auth-file "$pki/tokens.csv" \
+  --authorization-mode RBAC \
+  --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,DefaultTolerationSeconds,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy,ResourceQuota,PodSecurity,Priority \
+  --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$pki/sa.pub" \
+  --service-account-signing-key-file "$pki/sa.key" \
+  --service-cluster-ip-range 10.0.0.0/24 --allow-privileged \
+  --cert-dir "$state/apiserver-certs"
+wait_for kube-apiserver 60 curl -sfk "$server/readyz" -H "Authorization: Bearer $(token_of kubeinfer-admin)"
+
+start kube-controller-manager "$bin/kube-controller-manager" \
+  --kubeconfig "$state/kcm.kubeconfig" --authentication-kubeconfig "$state/kcm.kubeconfig" \
+  --authorization-kubeconfig "$state/kcm.kubeconfig" \
+  --bind-address 127.0.0.1 --secure-port "$KCM_PORT" --leader-elect=false \
+  --use-service-account-credentials --service-account-private-key-file "$pki/sa.key" \
+  --root-ca-file "$pki/ca.crt" --controllers '*,-nodeipam,-cloud-node-lifecycle' \
+  --concurrent-deployment-syncs 10 --concurrent-replicaset-syncs 10 --concurrent-gc-syncs 20 \
+  --kube-api-qps 200 --kube-api-burst 400
+start kube-scheduler "$bin/kube-scheduler" \
+  --kubeconfig "$state/scheduler.kubeconfig" --authentication-kubeconfig "$state/scheduler.kubeconfig" \
+  --authorization-kubeconfig "$state/scheduler.kubeconfig" \
+  --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" --leader-elect=false \
+  --kube-api-qps 200 --kube-api-burst 400
+
+# KWOK plays the kubelets of nodes annotated kwok.x-k8s.io/node=fake; its stages come from its module.
+stages="$state/kwok.yaml"
+{
+  printf 'apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n  cidr: 10.0.0.1/24\n'
+  for f in "$bin"/kwok-stages/*.yaml; do printf -- '---\n'; cat "$f"; done
+} >"$stages"
+start kwok "$bin/kwok" --kubeconfig "$state/kwok.kubeconfig" --config "$stages" \
+  --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+  --node-lease-duration-seconds 40 --server-address "127.0.0.1:$KWOK_PORT"
+
+wait_for "the default service account" 60 kubectl get serviceaccount default -n default
+"$root/.venv/bin/python" "$here/simnodes.py" "$here/nodes.yaml" | kubectl apply --server-side -f - >/dev/null
+wait_for "simulated nodes Ready" 60 kubectl wait --for=condition=Ready node --all --timeout=1s
+
+log "control plane up in $(python3 -c "print(f'{$(date +%s.%N) - $started:.1f}')")s; logs in $state/logs"
+echo "export KUBECONFIG=$kubeconfig"

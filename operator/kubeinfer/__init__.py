@@ -1,0 +1,1 @@
+"""kubeinfer: a Kubernetes operator that deploys LLM inference engines."""

@@ -1,0 +1,1 @@
+"""kubeinfer runtime: the in-pod entrypoint that starts one inference engine."""
