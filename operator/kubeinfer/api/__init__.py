@@ -1,0 +1,1 @@
+"""The kubeinfer API: typed models of the custom resources (pure data, no I/O)."""

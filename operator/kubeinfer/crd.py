@@ -1,0 +1,222 @@
+"""The ModelDeployment CustomResourceDefinition, generated from the API models.
+
+The pydantic models in kubeinfer.api.v1alpha1 are the single source; this module turns
+their JSON Schema into the structural OpenAPI v3 subset Kubernetes accepts and adds what
+JSON Schema cannot say: CEL rules whose messages name the field, printer columns, and the
+status and scale subresources. crds/ holds the output; a unit test keeps them in sync.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from kubeinfer.api import v1alpha1 as api
+
+CRD_FILE = f"crds/{api.CRD_NAME}.yaml"
+
+# Keywords structural schemas do not allow, or that only make sense to pydantic.
+_DROPPED_KEYWORDS = frozenset({"title", "additionalProperties", "propertyNames"})
+
+# The CEL rules, by the schema path they sit on. Each message names the field, because
+# kubectl shows only the message and the path of the node the rule is attached to.
+_GGUF_FILE_RULE = {
+    "rule": "self.format != 'gguf' || (has(self.file) && size(self.file) > 0)",
+    "message": "spec.model.file is required when spec.model.format is gguf",
+    "fieldPath": ".file",
+    "reason": "FieldValueRequired",
+}
+# startsWith and size() cost little whatever the key length; a regex over map keys of
+# unbounded length would exceed the apiserver's CEL cost budget.
+_PARAM_KEY_RULE = {
+    "rule": (
+        "self.all(k, size(k) > 0"
+        + "".join(f" && !k.startsWith('{p}')" for p in api.NON_NAME_KEY_PREFIXES)
+        + "".join(
+            f" && !(size(k) == {len(word)} && k.startsWith('{word}'))" for word in api.NON_NAME_KEYS
+        )
+        + ")"
+    ),
+    "message": "spec.engineParams keys must be parameter names, not numbers, booleans or "
+    "null (quote nothing: write the engine's option name, e.g. n_ctx or sampling.top_k)",
+}
+_MAX_ENGINE_PARAMS = 128
+
+
+def _engine_format_rule(engine: str) -> dict[str, str]:
+    formats = ", ".join(f"'{f}'" for f in api.ENGINE_FORMATS[engine])
+    return {
+        "rule": f"!has(self.engine) || self.engine != '{engine}' "
+        f"|| self.model.format in [{formats}]",
+        "message": api.engine_format_message(engine),
+        "fieldPath": ".engine",
+    }
+
+
+def _spec_rules() -> dict[tuple[str, ...], list[dict[str, str]]]:
+    return {
+        ("model",): [_GGUF_FILE_RULE],
+        (): [_engine_format_rule(engine) for engine in api.ENGINE_FORMATS],
+        ("engineParams",): [_PARAM_KEY_RULE],
+    }
+
+
+def structural_schema(model: type[BaseModel], *, with_defaults: bool) -> dict[str, Any]:
+    """The model's JSON Schema rewritten into a Kubernetes structural schema."""
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    definitions = raw.pop("$defs", {})
+    return _convert(raw, definitions, with_defaults)
+
+
+def _convert(node: dict[str, Any], defs: dict[str, Any], with_defaults: bool) -> dict[str, Any]:
+    if "$ref" in node:
+        target = defs[node["$ref"].rsplit("/", 1)[-1]]
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return _convert(merged, defs, with_defaults)
+    if node.get("x-kubernetes-int-or-string"):
+        return {k: v for k, v in node.items() if k not in _DROPPED_KEYWORDS and k != "default"}
+    if "anyOf" in node:
+        # Optional[X]: absent means "not set". Nulls are not made nullable: the apiserver
+        # prunes null values of non-nullable fields, so `file: null` reads as absent.
+        kinds = [k for k in node["anyOf"] if k.get("type") != "null"]
+        if len(kinds) != 1:
+            raise ValueError(f"only Optional unions map to a structural schema: {node}")
+        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        return _convert({**kinds[0], **rest}, defs, with_defaults)
+    if node == {}:
+        # pydantic's JsonValue: any JSON value, kept as written.
+        return {"x-kubernetes-preserve-unknown-fields": True}
+
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROPPED_KEYWORDS or key == "required":
+            continue
+        if key == "default":
+            if with_defaults and value is not None and not isinstance(value, dict):
+                out[key] = value
+        elif key == "properties":
+            out[key] = {name: _convert(sub, defs, with_defaults) for name, sub in value.items()}
+        elif key == "items":
+            out[key] = _convert(value, defs, with_defaults)
+        elif key == "exclusiveMinimum":
+            # JSON Schema 2020-12 to OpenAPI v3.0 spelling.
+            out["minimum"] = value
+            out["exclusiveMinimum"] = True
+        else:
+            out[key] = value
+    if "required" in node:
+        out["required"] = sorted(node["required"])
+    additional = node.get("additionalProperties")
+    if isinstance(additional, dict):
+        out["type"] = "object"
+        out["additionalProperties"] = _convert(additional, defs, with_defaults)
+    return out
+
+
+def _attach_rules(
+    schema: dict[str, Any], rules: dict[tuple[str, ...], list[dict[str, str]]]
+) -> None:
+    for path, node_rules in rules.items():
+        node = schema
+        for name in path:
+            node = node["properties"][name]
+        node["x-kubernetes-validations"] = node_rules
+
+
+def spec_schema() -> dict[str, Any]:
+    schema = structural_schema(api.ModelDeploymentSpec, with_defaults=True)
+    _attach_rules(schema, _spec_rules())
+    schema["properties"]["engineParams"]["maxProperties"] = _MAX_ENGINE_PARAMS
+    return schema
+
+
+def status_schema() -> dict[str, Any]:
+    schema = structural_schema(api.ModelDeploymentStatus, with_defaults=False)
+    conditions = schema["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    return schema
+
+
+_PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Engine", "type": "string", "jsonPath": ".status.engine"},
+    {
+        "name": "Ready",
+        "type": "string",
+        "description": "The Available condition: all replicas serve the model.",
+        "jsonPath": '.status.conditions[?(@.type=="Available")].status',
+    },
+    {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas", "priority": 1},
+    {
+        "name": "Ready-Replicas",
+        "type": "integer",
+        "jsonPath": ".status.readyReplicas",
+        "priority": 1,
+    },
+    {"name": "Nodes", "type": "string", "jsonPath": ".status.placement.nodeClass", "priority": 1},
+]
+
+
+def custom_resource_definition() -> dict[str, Any]:
+    """The CRD object, ready to apply."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": api.CRD_NAME,
+            "labels": {"app.kubernetes.io/part-of": "kubeinfer"},
+        },
+        "spec": {
+            "group": api.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": api.KIND,
+                "listKind": api.LIST_KIND,
+                "plural": api.PLURAL,
+                "singular": api.SINGULAR,
+                "shortNames": [api.SHORT_NAME],
+                "categories": ["kubeinfer"],
+            },
+            "versions": [
+                {
+                    "name": api.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "A model served by an inference engine that "
+                            "kubeinfer chooses from the model and the cluster's nodes.",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema(),
+                                "status": status_schema(),
+                            },
+                        }
+                    },
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.replicas",
+                            "statusReplicasPath": ".status.replicas",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
+                    "additionalPrinterColumns": _PRINTER_COLUMNS,
+                }
+            ],
+        },
+    }
+
+
+def crd_yaml() -> str:
+    header = "# Generated by `kubeinfer crd` from kubeinfer.api.v1alpha1; do not edit.\n"
+    body = yaml.safe_dump(custom_resource_definition(), sort_keys=True, width=100)
+    return header + body

@@ -1,0 +1,15 @@
+"""Fixtures for the pure unit tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from unit_helpers import EXAMPLES, load_yaml_documents
+
+
+@pytest.fixture
+def example_nodes() -> list[dict[str, Any]]:
+    (node_list,) = load_yaml_documents(EXAMPLES / "nodes.yaml")
+    items: list[dict[str, Any]] = node_list["items"]
+    return items
