@@ -204,7 +204,7 @@ class Placement(_Observed):
     node_class: str = Field(alias="nodeClass", description="The chosen class of nodes.")
     nodes: int = Field(ge=0, description="Nodes in that class.")
     node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector")
-    accelerator: Literal["cpu", "cuda"]
+    accelerator: Literal["cpu", "cuda", "metal"]
     gpu_resource: str | None = Field(default=None, alias="gpuResource")
     gpus_per_replica: int = Field(default=0, ge=0, alias="gpusPerReplica")
     gpu_product: str | None = Field(default=None, alias="gpuProduct")

@@ -1,0 +1,27 @@
+"""MLX: models in MLX format on Apple silicon (darwin/arm64)."""
+
+from __future__ import annotations
+
+from kubeinfer.api.v1alpha1 import ModelSpec
+from kubeinfer.engines.base import Check, Engine
+from kubeinfer.nodes import NodeProfile
+
+
+def check_model(model: ModelSpec, requested: bool) -> Check:
+    if model.format == "mlx":
+        return Check(True, "format mlx goes to MLX")
+    return Check(False, f"MLX loads format mlx only, got {model.format}")
+
+
+def check_platform(profile: NodeProfile) -> Check:
+    if profile.os == "darwin" and profile.arch == "arm64":
+        return Check(True, "Apple silicon (darwin/arm64)")
+    return Check(False, f"MLX needs Apple silicon (darwin/arm64), node is {profile.platform}")
+
+
+ENGINE = Engine(
+    name="mlx",
+    check_model=check_model,
+    check_platform=check_platform,
+    accelerators=frozenset({"metal"}),
+)

@@ -1,0 +1,87 @@
+"""SGLang, as Xinference's SGLANGModel.match_json decides it.
+
+Formats pytorch/gptq/awq/fp8/bnb (pytorch unquantized), Linux with CUDA, and a supported
+architecture for the model's ability. The spec names models, not architectures: the
+architecture comes from spec.model.architecture or the family table in data/sglang.yaml.
+When it is unknown SGLang does not match in `auto`, but runs when asked for by name.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from kubeinfer.api.v1alpha1 import ENGINE_FORMATS, ModelSpec
+from kubeinfer.engines.base import Check, Engine, load_data, model_key, same_quantization
+from kubeinfer.nodes import NodeProfile
+
+FORMATS = ENGINE_FORMATS["sglang"]
+# The architecture list that applies, by the first ability the model has in this order.
+ABILITY_ORDER = ("vision", "chat", "generate")
+
+
+@cache
+def supported_architectures() -> dict[str, frozenset[str]]:
+    table = load_data("sglang.yaml")["architectures"]
+    return {ability: frozenset(names) for ability, names in table.items()}
+
+
+@cache
+def family_architectures() -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in load_data("sglang.yaml")["families"].items()}
+
+
+def architecture_of(model: ModelSpec) -> tuple[str | None, str]:
+    """(architecture, where it came from)."""
+    if model.architecture:
+        return model.architecture, "spec.model.architecture"
+    name, field = model_key(model)
+    found = family_architectures().get(name.lower())
+    return found, f"kubeinfer's family table for {name} ({field})"
+
+
+def check_model(model: ModelSpec, requested: bool) -> Check:
+    if model.format not in FORMATS:
+        return Check(False, f"format {model.format} is not one of SGLang's: {', '.join(FORMATS)}")
+    if model.format == "pytorch" and not same_quantization(model.quantization, ("none",)):
+        return Check(
+            False, f"format pytorch needs quantization none for SGLang, got {model.quantization}"
+        )
+    ability = next((a for a in ABILITY_ORDER if a in model.abilities), None)
+    if ability is None:
+        return Check(False, "SGLang serves vision, chat or generate models, not embed only")
+    architecture, source = architecture_of(model)
+    if architecture is None:
+        if requested:
+            return Check(True, "architecture unknown; runs because spec.engine is sglang")
+        return Check(
+            False,
+            f"architecture unknown (not in {source}); set spec.model.architecture, or "
+            "spec.engine: sglang to run it anyway",
+        )
+    if architecture not in supported_architectures()[ability]:
+        return Check(
+            False,
+            f"architecture {architecture} ({source}) is not supported by SGLang for {ability}",
+        )
+    return Check(
+        True,
+        f"format {model.format}, architecture {architecture} ({source}) is supported for {ability}",
+    )
+
+
+def check_platform(profile: NodeProfile) -> Check:
+    if profile.os != "linux":
+        return Check(False, f"SGLang needs Linux, node OS is {profile.os}")
+    if profile.gpu_vendor != "nvidia":
+        found = "AMD GPUs" if profile.gpu_vendor == "amd" else "no GPU"
+        return Check(False, f"SGLang needs CUDA GPUs (NVIDIA), node has {found}")
+    return Check(True, "Linux with CUDA GPUs")
+
+
+ENGINE = Engine(
+    name="sglang",
+    check_model=check_model,
+    check_platform=check_platform,
+    accelerators=frozenset({"cuda"}),
+    tensor_parallel=True,
+)

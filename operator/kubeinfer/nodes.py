@@ -1,0 +1,240 @@
+"""Node objects -> node facts -> node classes (pure).
+
+Facts come from well-known labels (NVIDIA GPU feature discovery, AMD's node labeller,
+kubernetes.io/os and /arch) and from allocatable resources. Missing or partial labels are
+normal: every fallback is recorded in `assumptions` so `kubeinfer explain` can say what it
+guessed. Nodes whose facts are identical form one class, so a decision over 1,000 nodes
+looks at a handful of classes.
+
+Labels read (values as the labellers publish them):
+  nvidia.com/gpu.present, nvidia.com/gpu.product, nvidia.com/gpu.memory (MiB per GPU),
+  nvidia.com/gpu.count, nvidia.com/cuda.driver.major, nvidia.com/gpu.compute.major;
+  amd.com/gpu.present, amd.com/gpu.product-name, amd.com/gpu.vram (MiB per GPU; a unit
+  suffix such as 192G or 192Gi is also understood), amd.com/gpu.count;
+  kubernetes.io/os, kubernetes.io/arch (falling back to status.nodeInfo).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+GpuVendor = Literal["nvidia", "amd", "none"]
+GPU_RESOURCES: dict[str, str] = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}
+
+_VRAM = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?)?B?\s*$")
+_MIB_PER_UNIT = {
+    None: 1.0,
+    "K": 1 / 1024,
+    "Ki": 1 / 1024,
+    "M": 1.0,
+    "Mi": 1.0,
+    "G": 1024.0,
+    "Gi": 1024.0,
+    "T": 1024.0**2,
+    "Ti": 1024.0**2,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Taint:
+    key: str
+    value: str
+    effect: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeProfile:
+    """Everything the decision needs to know about a node, minus its name."""
+
+    os: str
+    arch: str
+    gpu_vendor: GpuVendor
+    gpu_product: str | None
+    gpu_memory_mib: int | None
+    gpu_count: int
+    allocatable_gpus: int
+    cuda_driver_major: int | None
+    compute_major: int | None
+    taints: tuple[Taint, ...]
+    schedulable: bool
+    assumptions: tuple[str, ...]
+
+    @property
+    def gpu_resource(self) -> str | None:
+        return GPU_RESOURCES.get(self.gpu_vendor)
+
+    @property
+    def platform(self) -> str:
+        return f"{self.os}/{self.arch}"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFacts:
+    name: str
+    profile: NodeProfile
+
+
+@dataclass(frozen=True, slots=True)
+class NodeClass:
+    """Nodes with identical profiles; `id` is unique within one classification."""
+
+    id: str
+    profile: NodeProfile
+    nodes: tuple[str, ...]
+
+
+def node_facts(node: Mapping[str, Any]) -> NodeFacts:
+    """The facts of one Node object (a dict as `kubectl get node -o yaml` prints it)."""
+    metadata = node.get("metadata") or {}
+    spec = node.get("spec") or {}
+    status = node.get("status") or {}
+    labels: Mapping[str, str] = metadata.get("labels") or {}
+    node_info: Mapping[str, str] = status.get("nodeInfo") or {}
+    allocatable: Mapping[str, Any] = status.get("allocatable") or {}
+    capacity: Mapping[str, Any] = status.get("capacity") or {}
+    assumptions: list[str] = []
+
+    os_name = _platform_field(labels, node_info, "os", "operatingSystem", "linux", assumptions)
+    arch = _platform_field(labels, node_info, "arch", "architecture", "amd64", assumptions)
+    vendor = _gpu_vendor(labels, allocatable, capacity, assumptions)
+    product, memory_mib, count, allocatable_gpus = None, None, 0, 0
+    if vendor != "none":
+        prefix = f"{vendor}.com"
+        resource = GPU_RESOURCES[vendor]
+        product_label = (
+            f"{prefix}/gpu.product" if vendor == "nvidia" else f"{prefix}/gpu.product-name"
+        )
+        memory_label = f"{prefix}/gpu.memory" if vendor == "nvidia" else f"{prefix}/gpu.vram"
+        product = labels.get(product_label) or None
+        if product is None:
+            assumptions.append(f"no {product_label} label: GPU product unknown")
+        memory_mib = _mib(labels.get(memory_label))
+        if memory_mib is None:
+            assumptions.append(
+                f"no usable {memory_label} label: GPU memory unknown, fit not checked"
+            )
+        allocatable_gpus = _count(allocatable.get(resource))
+        count = _count(labels.get(f"{prefix}/gpu.count")) or _count(capacity.get(resource))
+        if not count:
+            count = allocatable_gpus
+            assumptions.append(f"no {prefix}/gpu.count label or capacity: counted allocatable")
+        if resource not in allocatable:
+            assumptions.append(f"{resource} not allocatable (device plugin not running?)")
+    profile = NodeProfile(
+        os=os_name,
+        arch=arch,
+        gpu_vendor=vendor,
+        gpu_product=product,
+        gpu_memory_mib=memory_mib,
+        gpu_count=count,
+        allocatable_gpus=allocatable_gpus,
+        cuda_driver_major=_int_or_none(labels.get("nvidia.com/cuda.driver.major")),
+        compute_major=_int_or_none(labels.get("nvidia.com/gpu.compute.major")),
+        taints=tuple(
+            sorted(
+                (
+                    Taint(t.get("key", ""), t.get("value") or "", t.get("effect", ""))
+                    for t in spec.get("taints") or ()
+                ),
+                key=lambda t: (t.key, t.value, t.effect),
+            )
+        ),
+        schedulable=not spec.get("unschedulable", False),
+        assumptions=tuple(assumptions),
+    )
+    return NodeFacts(name=str(metadata.get("name", "")), profile=profile)
+
+
+def node_classes(facts: Iterable[NodeFacts]) -> tuple[NodeClass, ...]:
+    """Group nodes by identical profile; classes and their node lists are sorted."""
+    groups: dict[NodeProfile, list[str]] = {}
+    for fact in facts:
+        groups.setdefault(fact.profile, []).append(fact.name)
+    ordered = sorted(groups.items(), key=lambda item: (_label(item[0]), min(item[1])))
+    classes: list[NodeClass] = []
+    seen: dict[str, int] = {}
+    for profile, names in ordered:
+        label = _label(profile)
+        seen[label] = seen.get(label, 0) + 1
+        # Profiles that read the same (e.g. differing only in taints) stay distinct.
+        class_id = label if seen[label] == 1 else f"{label} #{seen[label]}"
+        classes.append(NodeClass(id=class_id, profile=profile, nodes=tuple(sorted(names))))
+    return tuple(classes)
+
+
+def classify(nodes: Iterable[Mapping[str, Any]]) -> tuple[NodeClass, ...]:
+    """Node objects straight to classes."""
+    return node_classes(node_facts(node) for node in nodes)
+
+
+def _label(profile: NodeProfile) -> str:
+    if profile.gpu_vendor == "none":
+        return f"{profile.platform} cpu"
+    product = profile.gpu_product or f"{profile.gpu_vendor} GPU"
+    memory = f" {profile.gpu_memory_mib}MiB" if profile.gpu_memory_mib else ""
+    return f"{profile.platform} {profile.gpu_count}x {product}{memory}"
+
+
+def _platform_field(
+    labels: Mapping[str, str],
+    node_info: Mapping[str, str],
+    label: str,
+    info_key: str,
+    default: str,
+    assumptions: list[str],
+) -> str:
+    value = labels.get(f"kubernetes.io/{label}") or node_info.get(info_key)
+    if value:
+        return value
+    assumptions.append(f"no kubernetes.io/{label} label: assumed {default}")
+    return default
+
+
+def _gpu_vendor(
+    labels: Mapping[str, str],
+    allocatable: Mapping[str, Any],
+    capacity: Mapping[str, Any],
+    assumptions: list[str],
+) -> GpuVendor:
+    found: list[GpuVendor] = []
+    for vendor in ("nvidia", "amd"):
+        prefix = f"{vendor}.com"
+        resource = GPU_RESOURCES[vendor]
+        if (
+            labels.get(f"{prefix}/gpu.present") == "true"
+            or _count(allocatable.get(resource)) > 0
+            or _count(capacity.get(resource)) > 0
+        ):
+            found.append(vendor)
+    if len(found) > 1:
+        assumptions.append("both NVIDIA and AMD GPUs reported: treated as NVIDIA")
+    return found[0] if found else "none"
+
+
+def _count(value: Any) -> int:
+    """An integer resource quantity or label; anything unreadable counts as 0."""
+    try:
+        return max(int(str(value)), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _mib(value: str | None) -> int | None:
+    if value is None:
+        return None
+    match = _VRAM.match(value)
+    if not match:
+        return None
+    number, unit = match.groups()
+    mib = int(float(number) * _MIB_PER_UNIT[unit])
+    return mib or None

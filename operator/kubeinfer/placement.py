@@ -1,0 +1,235 @@
+"""Can this engine run on this node class, with how many GPUs, and how is the pod pinned?
+
+Pure. One `Option` per (engine, node class) that works, or the sentence saying why not.
+The GPU counts and memory checks come from kubeinfer.fit; where facts are missing (no
+memory label, no model size) the check is skipped and the assumption recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kubeinfer import fit
+from kubeinfer.api.v1alpha1 import ModelDeploymentSpec
+from kubeinfer.engines import Accelerator, Engine
+from kubeinfer.nodes import GPU_RESOURCES, NodeClass, NodeProfile
+
+MiB = 1024 * 1024
+DEFAULT_CONTEXT_LENGTH = 4096
+# The parameter each engine reads its context length from (used for the KV-cache estimate).
+CONTEXT_PARAMS = {
+    "llama.cpp": "n_ctx",
+    "vllm": "max_model_len",
+    "sglang": "context_length",
+    "transformers": "max_model_len",
+}
+# Taints a GPU workload is expected to tolerate: the device plugins' conventional taints.
+GPU_TAINT_KEYS = frozenset(GPU_RESOURCES.values())
+_BLOCKING_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
+
+
+@dataclass(frozen=True, slots=True)
+class GpuLayers:
+    """llama.cpp's layer estimate for the chosen GPUs (for display; the runtime decides)."""
+
+    n_gpu_layers: int
+    fits_fully: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    node_class: NodeClass
+    accelerator: Accelerator
+    gpus: int
+    fits_fully: bool
+    gpu_layers: GpuLayers | None
+    memory_formula: str | None
+    notes: tuple[str, ...]
+
+    @property
+    def gpu_memory_per_replica_mib(self) -> int:
+        return self.gpus * (self.node_class.profile.gpu_memory_mib or 0)
+
+
+def context_length(engine: str, params: dict[str, Any]) -> int:
+    value = params.get(CONTEXT_PARAMS.get(engine, ""))
+    return value if isinstance(value, int) and value > 0 else DEFAULT_CONTEXT_LENGTH
+
+
+def untolerated_taints(option: Option) -> list[str]:
+    """Taints that would keep the pod off the class's nodes.
+
+    A pod that uses the node's GPUs tolerates the GPU taints (see `tolerations`); a CPU pod
+    tolerates nothing, so GPU nodes stay for the models that need them.
+    """
+    tolerated = GPU_TAINT_KEYS if option.gpus else frozenset()
+    return [
+        f"{t.key}={t.value}:{t.effect}" if t.value else f"{t.key}:{t.effect}"
+        for t in option.node_class.profile.taints
+        if t.effect in _BLOCKING_EFFECTS and t.key not in tolerated
+    ]
+
+
+def option(engine: Engine, spec: ModelDeploymentSpec, node_class: NodeClass) -> Option | str:
+    """The way `engine` runs on `node_class`, or why it cannot (a sentence)."""
+    profile = node_class.profile
+    requested = spec.resources.gpus
+    if "metal" in engine.accelerators:
+        if requested:
+            return "MLX uses Apple silicon's unified memory: spec.resources.gpus must be 0 or unset"
+        return _cpu_like(node_class, "metal")
+    cuda_here = profile.gpu_vendor == "nvidia" and "cuda" in engine.accelerators
+    if requested == 0:
+        if "cpu" not in engine.accelerators:
+            return f"spec.resources.gpus is 0 but {engine.name} needs GPUs"
+        return _cpu_like(node_class, "cpu")
+    if requested is None:
+        if cuda_here and profile.allocatable_gpus > 0:
+            chosen = _auto_gpu_option(engine, spec, node_class)
+            if isinstance(chosen, Option) or "cpu" not in engine.accelerators:
+                return chosen
+        if "cpu" in engine.accelerators:
+            return _cpu_like(node_class, "cpu")
+        return f"{engine.name} needs GPUs and the node has none allocatable"
+    if not cuda_here:
+        if profile.gpu_vendor == "amd":
+            return (
+                f"kubeinfer's {engine.name} images are CPU or CUDA builds; "
+                "AMD GPUs are not supported"
+            )
+        return f"spec.resources.gpus is {requested} but the node has no NVIDIA GPU"
+    return _gpu_option(engine, spec, node_class, requested)
+
+
+def _cpu_like(node_class: NodeClass, accelerator: Accelerator) -> Option:
+    return Option(node_class, accelerator, 0, True, None, None, ())
+
+
+def _estimate(spec: ModelDeploymentSpec, engine: str) -> fit.MemoryEstimate | str:
+    model = spec.model
+    if model.size_in_billions is None:
+        return "spec.model.sizeInBillions not set: GPU memory fit not checked"
+    try:
+        return fit.estimate_serving_memory(
+            model.size_in_billions,
+            model.format,
+            model.quantization,
+            context_length=context_length(engine, spec.engine_params),
+        )
+    except fit.EstimateError as error:
+        return f"no memory estimate ({error}): GPU memory fit not checked"
+
+
+def _auto_gpu_option(
+    engine: Engine, spec: ModelDeploymentSpec, node_class: NodeClass
+) -> Option | str:
+    profile = node_class.profile
+    estimate = _estimate(spec, engine.name)
+    if isinstance(estimate, str) or profile.gpu_memory_mib is None:
+        note = estimate if isinstance(estimate, str) else "GPU memory unknown"
+        return _gpu_option(engine, spec, node_class, 1, (f"{note}; assumed 1 GPU",))
+    needed = fit.gpus_needed(estimate, profile.gpu_memory_mib * MiB)
+    if needed is not None and needed <= profile.allocatable_gpus:
+        return _gpu_option(engine, spec, node_class, needed)
+    if engine.name == "llama.cpp":
+        # llama.cpp can keep the layers that do not fit in CPU memory.
+        return _gpu_option(engine, spec, node_class, profile.allocatable_gpus)
+    return (
+        f"estimated {estimate.total_bytes / 2**30:.1f} GiB does not fit on "
+        f"{profile.allocatable_gpus} x {profile.gpu_memory_mib} MiB"
+    )
+
+
+def _gpu_option(
+    engine: Engine,
+    spec: ModelDeploymentSpec,
+    node_class: NodeClass,
+    gpus: int,
+    notes: tuple[str, ...] = (),
+) -> Option | str:
+    profile = node_class.profile
+    if profile.allocatable_gpus < gpus:
+        return f"needs {gpus} GPUs per replica, the node has {profile.allocatable_gpus} allocatable"
+    if engine.name == "llama.cpp":
+        layers = _gpu_layers(spec, profile, gpus)
+        return Option(node_class, "cuda", gpus, layers.fits_fully, layers, None, notes)
+    estimate = _estimate(spec, engine.name)
+    if isinstance(estimate, str):
+        return Option(node_class, "cuda", gpus, True, None, None, (*notes, estimate))
+    if profile.gpu_memory_mib is None:
+        return Option(node_class, "cuda", gpus, True, None, estimate.formula, notes)
+    needed = fit.gpus_needed(estimate, profile.gpu_memory_mib * MiB)
+    if needed is None or needed > gpus:
+        return (
+            f"estimated {estimate.total_bytes / 2**30:.1f} GiB does not fit on "
+            f"{gpus} x {profile.gpu_memory_mib} MiB"
+        )
+    return Option(node_class, "cuda", gpus, True, None, estimate.formula, notes)
+
+
+def _gpu_layers(spec: ModelDeploymentSpec, profile: NodeProfile, gpus: int) -> GpuLayers:
+    model = spec.model
+    params = spec.engine_params
+    if model.size_in_billions is None or profile.gpu_memory_mib is None:
+        return GpuLayers(-1, True, "model size or GPU memory unknown: all layers on the GPU")
+    memory = profile.gpu_memory_mib * MiB
+    device = fit.GpuDevice(name=profile.gpu_product or "gpu", total_bytes=memory, free_bytes=memory)
+    n_ctx = context_length("llama.cpp", params)
+    n_parallel = params.get("n_parallel")
+    try:
+        layout = fit.layout_from_size(
+            model.size_in_billions, model.quantization, context_length=n_ctx
+        )
+        plan = fit.estimate_gpu_layers(
+            layout,
+            [device] * gpus,
+            n_ctx=n_ctx,
+            n_parallel=n_parallel if isinstance(n_parallel, int) and n_parallel > 0 else 1,
+        )
+    except fit.EstimateError as error:
+        # The seed's rule: when the estimate fails, everything goes to the GPU.
+        return GpuLayers(-1, True, f"estimate failed ({error}): all layers on the GPU")
+    return GpuLayers(plan.n_gpu_layers, plan.fits_fully, plan.reason)
+
+
+def node_selector(option: Option) -> dict[str, str]:
+    """Pins the pod to the chosen class: platform, and GPU product when GPUs are used."""
+    profile = option.node_class.profile
+    selector = {"kubernetes.io/os": profile.os, "kubernetes.io/arch": profile.arch}
+    if option.gpus and profile.gpu_product:
+        selector["nvidia.com/gpu.product"] = profile.gpu_product
+    return selector
+
+
+def tolerations(option: Option) -> list[dict[str, str]]:
+    """Tolerate the GPU taints of the chosen class, only when the pod uses its GPUs."""
+    if not option.gpus:
+        return []
+    resource = option.node_class.profile.gpu_resource
+    effects = sorted(
+        {t.effect for t in option.node_class.profile.taints if t.key == resource} or {"NoSchedule"}
+    )
+    return [{"key": str(resource), "operator": "Exists", "effect": e} for e in effects]
+
+
+def affinity(option: Option) -> dict[str, Any] | None:
+    """CPU pods prefer nodes without GPUs, leaving those for the models that need them."""
+    if option.gpus or option.accelerator != "cpu":
+        return None
+    return {
+        "nodeAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "preference": {
+                        "matchExpressions": [
+                            {"key": f"{vendor}.com/gpu.present", "operator": "DoesNotExist"}
+                            for vendor in sorted(GPU_RESOURCES)
+                        ]
+                    },
+                }
+            ]
+        }
+    }
