@@ -43,6 +43,11 @@ _PARAM_KEY_RULE = {
     "null (quote nothing: write the engine's option name, e.g. n_ctx or sampling.top_k)",
 }
 _MAX_ENGINE_PARAMS = 128
+_NAME_RULE = {
+    "rule": f"size(self.metadata.name) <= {api.NAME_MAX_LENGTH} && "
+    f"self.metadata.name.matches('{api.NAME_PATTERN}')",
+    "message": api.NAME_MESSAGE,
+}
 
 
 def _engine_format_rule(engine: str) -> dict[str, str]:
@@ -192,6 +197,7 @@ def custom_resource_definition() -> dict[str, Any]:
                             "description": "A model served by an inference engine that "
                             "kubeinfer chooses from the model and the cluster's nodes.",
                             "required": ["spec"],
+                            "x-kubernetes-validations": [_NAME_RULE],
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},

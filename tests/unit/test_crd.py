@@ -42,4 +42,4 @@ def test_every_cel_message_names_the_field() -> None:
 
     walk(version["schema"])
     assert messages
-    assert all(message.startswith("spec.") for message in messages)
+    assert all(message.startswith(("spec.", "metadata.")) for message in messages)

@@ -235,10 +235,20 @@ class ModelDeploymentStatus(_Observed):
     conditions: tuple[Condition, ...] = ()
 
 
+# Children (the Service above all) are named after the ModelDeployment, so its name must
+# be a DNS-1035 label.
+NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+NAME_MAX_LENGTH = 63
+NAME_MESSAGE = (
+    "metadata.name must be at most 63 characters of a-z, 0-9 and '-', starting with a "
+    "letter and ending with a letter or digit (the Service is named after it)"
+)
+
+
 class ObjectMeta(_Observed):
     """The part of metav1.ObjectMeta kubeinfer reads."""
 
-    name: str
+    name: str = Field(pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)
     namespace: str = "default"
     uid: str | None = None
     generation: int | None = None

@@ -1,0 +1,244 @@
+"""The `kubeinfer` command: explain a decision, render the child objects, print the CRD.
+
+  kubeinfer explain -f model.yaml [--nodes nodes.yaml | --kubeconfig PATH] [-o table|json]
+  kubeinfer render  -f model.yaml [--nodes nodes.yaml | --kubeconfig PATH]
+  kubeinfer crd     [-o FILE_OR_DIR]
+
+Exit codes: 0 done (also when no engine can run: the output says why), 2 invalid input
+(the message names the field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+from pydantic import ValidationError
+
+from kubeinfer import crd
+from kubeinfer.api.v1alpha1 import KIND, ModelDeployment
+from kubeinfer.decide import Decision, decide
+from kubeinfer.nodes import node_facts
+from kubeinfer.render import ImageSettings, children, endpoint_url
+
+EXIT_INVALID = 2
+
+
+class InputError(Exception):
+    """Input the user must fix; the message names the file and the field."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    command: Callable[[argparse.Namespace, TextIO], int] = args.run
+    try:
+        return command(args, sys.stdout)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kubeinfer", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    explain = commands.add_parser("explain", help="show which engine runs a model, and why")
+    _add_decision_inputs(explain)
+    explain.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    explain.set_defaults(run=_explain)
+
+    render = commands.add_parser("render", help="print the objects the operator would create")
+    _add_decision_inputs(render)
+    render.set_defaults(run=_render)
+
+    crd_command = commands.add_parser("crd", help="print or write the ModelDeployment CRD")
+    crd_command.add_argument(
+        "-o", "--output", type=Path, help="file, or directory to write the CRD file into"
+    )
+    crd_command.set_defaults(run=_crd)
+    # `kubeinfer operator` (the kopf controller) registers here once kubeinfer.handlers exists.
+    return parser
+
+
+def _add_decision_inputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-f", "--filename", type=Path, required=True, help="ModelDeployment YAML")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--nodes", type=Path, help="Nodes as `kubectl get nodes -o yaml` prints them"
+    )
+    source.add_argument("--kubeconfig", help="read the nodes from this cluster")
+
+
+# ------------------------------------------------------------------------------ commands
+
+
+def _explain(args: argparse.Namespace, out: TextIO) -> int:
+    md, decision = _decide(args)
+    if args.output == "json":
+        document = decision.to_json()
+        document["endpoint"] = endpoint_url(md) if decision.engine else None
+        json.dump(document, out, indent=2, sort_keys=False)
+        out.write("\n")
+    else:
+        out.write(format_table(md, decision))
+    return 0
+
+
+def _render(args: argparse.Namespace, out: TextIO) -> int:
+    md, decision = _decide(args)
+    if decision.engine is None:
+        print(f"no engine can run {md.metadata.name}: {decision.reason}", file=sys.stderr)
+        return 1
+    yaml.safe_dump_all(children(md, decision, ImageSettings()), out, sort_keys=True)
+    return 0
+
+
+def _crd(args: argparse.Namespace, out: TextIO) -> int:
+    text = crd.crd_yaml()
+    target: Path | None = args.output
+    if target is None:
+        out.write(text)
+        return 0
+    if target.is_dir():
+        target = target / Path(crd.CRD_FILE).name
+    target.write_text(text)
+    return 0
+
+
+# -------------------------------------------------------------------------------- inputs
+
+
+def _decide(args: argparse.Namespace) -> tuple[ModelDeployment, Decision]:
+    md = load_model_deployment(args.filename)
+    nodes = load_nodes(args.nodes) if args.nodes else cluster_nodes(args.kubeconfig)
+    facts = [node_facts(node) for node in nodes]
+    keep = md.status.engine if md.status else None
+    return md, decide(md.spec, facts, keep_engine=keep)
+
+
+def _read_documents(path: Path) -> list[Any]:
+    try:
+        with path.open() as f:
+            return [doc for doc in yaml.safe_load_all(f) if doc is not None]
+    except OSError as error:
+        raise InputError(f"{path}: {error.strerror}") from error
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: not valid YAML: {error}") from error
+
+
+def load_model_deployment(path: Path) -> ModelDeployment:
+    """The first ModelDeployment in a YAML file; InputError naming the field if invalid."""
+    documents = _read_documents(path)
+    found = [d for d in documents if isinstance(d, dict) and d.get("kind") == KIND]
+    if not found:
+        raise InputError(f"{path}: no document with kind: {KIND}")
+    try:
+        return ModelDeployment.from_object(found[0])
+    except ValidationError as error:
+        raise InputError(f"{path}: invalid {KIND}:\n{format_validation_error(error)}") from None
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line per problem, each starting with the field's path (spec.model.format: ...)."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        path = ".".join(str(part) for part in problem["loc"])
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        lines.append(f"  {path}: {message}" if path else f"  {message}")
+    return "\n".join(lines)
+
+
+def load_nodes(path: Path) -> list[dict[str, Any]]:
+    """Nodes from a NodeList / List, a YAML list of Nodes, or a multi-document YAML."""
+    nodes: list[dict[str, Any]] = []
+    for document in _read_documents(path):
+        if isinstance(document, list):
+            nodes.extend(document)
+        elif isinstance(document, dict) and "items" in document:
+            nodes.extend(document["items"] or [])
+        else:
+            nodes.append(document)
+    for index, node in enumerate(nodes):
+        if not isinstance(node, dict) or node.get("kind", "Node") != "Node":
+            raise InputError(f"{path}: item {index} is not a Node")
+    return nodes
+
+
+def cluster_nodes(kubeconfig: str | None) -> list[dict[str, Any]]:  # pragma: no cover
+    """The current cluster's Nodes (the only code path that needs the Kubernetes client)."""
+    from kubernetes import client, config  # lazy: the pure commands must not need it
+
+    try:
+        config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    except config.ConfigException as error:
+        raise InputError(f"cannot load kubeconfig: {error}") from error
+    api = client.ApiClient()
+    node_list = client.CoreV1Api(api).list_node()
+    serialized = api.sanitize_for_serialization(node_list)  # type: ignore[no-untyped-call]
+    items: list[dict[str, Any]] = serialized["items"]
+    return items
+
+
+# -------------------------------------------------------------------------------- output
+
+
+def format_table(md: ModelDeployment, decision: Decision) -> str:
+    rows: list[tuple[str, str]] = [
+        ("ModelDeployment", f"{md.metadata.namespace}/{md.metadata.name}"),
+        ("Engine", decision.engine or "none"),
+        ("Reason", decision.reason),
+    ]
+    plan = decision.placement
+    if plan is not None:
+        rows.append(("Nodes", f"{plan.node_class} ({', '.join(plan.nodes)})"))
+        if plan.gpus_per_replica:
+            rows.append(("GPUs", f"{plan.gpus_per_replica} x {plan.gpu_resource} per replica"))
+        else:
+            rows.append(("GPUs", f"none ({plan.accelerator})"))
+        rows.append(("Node selector", _pairs(plan.node_selector)))
+        if plan.tolerations:
+            tolerated = ", ".join(f"{t.key}:{t.effect}" for t in plan.tolerations)
+            rows.append(("Tolerations", tolerated))
+        rows.append(("Endpoint", endpoint_url(md)))
+    if decision.engine_params:
+        added = set(decision.added_params)
+        rows.append(
+            (
+                "Engine params",
+                ", ".join(
+                    f"{k}={json.dumps(v)}{' (added)' if k in added else ''}"
+                    for k, v in sorted(decision.engine_params.items())
+                ),
+            )
+        )
+    if decision.gpu_layers is not None:
+        layers = decision.gpu_layers
+        count = "all" if layers.n_gpu_layers < 0 else str(layers.n_gpu_layers)
+        rows.append(("GPU layers", f"{count} (estimate; the runtime sets it): {layers.reason}"))
+    if decision.memory_estimate:
+        rows.append(("Memory estimate", decision.memory_estimate))
+    rows.extend(("Assumed", note) for note in decision.assumptions)
+
+    width = max(len(label) for label, _ in rows) + 2
+    text = "".join(f"{label + ':':<{width}}{value}\n" for label, value in rows)
+    text += "\nCANDIDATES\n"
+    engine_width = max(len(c.engine) for c in decision.candidates) + 2
+    text += f"{'ENGINE':<{engine_width}}{'MATCHED':<9}REASON\n"
+    for candidate in decision.candidates:
+        matched = "yes" if candidate.matched else "no"
+        text += f"{candidate.engine:<{engine_width}}{matched:<9}{candidate.reason}\n"
+    return text
+
+
+def _pairs(mapping: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(mapping.items()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

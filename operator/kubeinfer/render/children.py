@@ -1,0 +1,286 @@
+"""ModelDeployment + decision -> Deployment, Service, ConfigMap (pure, deterministic).
+
+Every function returns fresh plain dicts and never mutates its inputs. Children are named
+after the ModelDeployment, carry the app.kubernetes.io/* labels and a controller owner
+reference, and the pod template carries a hash of itself and of the runtime config so
+that any change to either rolls the pods.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import yaml
+
+from kubeinfer.api.v1alpha1 import API_VERSION, KIND, ModelDeployment
+from kubeinfer.decide import Decision, PlacementPlan
+from kubeinfer.render.images import ImageSettings
+from kubeinfer.runtime_config import (
+    CONFIG_PATH,
+    HTTP_PORT,
+    METRICS_PORT,
+    PVC_MOUNT_ROOT,
+    ModelSource,
+    RuntimeConfig,
+)
+
+CONFIG_KEY = "runtime.yaml"
+CONFIG_DIR = CONFIG_PATH.rsplit("/", 1)[0]
+MODEL_CACHE_DIR = "/models"
+POD_TEMPLATE_HASH = "kubeinfer.io/pod-template-hash"
+ENGINE_LABEL = "kubeinfer.io/engine"
+RUNTIME_USER = 1000
+CONTAINER_NAME = "runtime"
+# Startup allows for the model download and load: failureThreshold x 10 s.
+_STARTUP_FAILURES = {"vllm": 360, "sglang": 360, "transformers": 180, "llama.cpp": 180, "mlx": 180}
+# Engines whose workers talk through shared memory (NCCL, torch multiprocessing).
+_SHM_ENGINES = frozenset({"vllm", "sglang"})
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    """Labels that select this ModelDeployment's pods (immutable in the Deployment)."""
+    return {"app.kubernetes.io/name": "kubeinfer-runtime", "app.kubernetes.io/instance": name}
+
+
+def selector(name: str) -> str:
+    """The label selector as a string, for status.selector (the scale subresource)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(selector_labels(name).items()))
+
+
+def endpoint_url(md: ModelDeployment) -> str:
+    """The OpenAI-compatible base URL inside the cluster."""
+    return f"http://{md.metadata.name}.{md.metadata.namespace}.svc:{HTTP_PORT}/v1"
+
+
+def labels(md: ModelDeployment, engine: str) -> dict[str, str]:
+    return {
+        **selector_labels(md.metadata.name),
+        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/managed-by": "kubeinfer",
+        "app.kubernetes.io/part-of": "kubeinfer",
+        ENGINE_LABEL: engine,
+    }
+
+
+def runtime_config(md: ModelDeployment, decision: Decision) -> RuntimeConfig:
+    engine, plan = _require_engine(decision)
+    model = md.spec.model
+    return RuntimeConfig(
+        engine=engine,
+        model=ModelSource(
+            name=model.name, uri=model.uri, file=model.file, cache_dir=MODEL_CACHE_DIR
+        ),
+        gpus=plan.gpus_per_replica,
+        params=dict(decision.engine_params),
+    )
+
+
+def config_map(md: ModelDeployment, decision: Decision) -> dict[str, Any]:
+    engine, _ = _require_engine(decision)
+    document = runtime_config(md, decision).to_document()
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(md, engine),
+        "data": {CONFIG_KEY: yaml.safe_dump(document, sort_keys=True)},
+    }
+
+
+def service(md: ModelDeployment, decision: Decision) -> dict[str, Any]:
+    engine, _ = _require_engine(decision)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(md, engine),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(md.metadata.name),
+            "ports": [
+                {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"},
+                {
+                    "name": "metrics",
+                    "port": METRICS_PORT,
+                    "targetPort": "metrics",
+                    "protocol": "TCP",
+                },
+            ],
+        },
+    }
+
+
+def deployment(md: ModelDeployment, decision: Decision, images: ImageSettings) -> dict[str, Any]:
+    engine, plan = _require_engine(decision)
+    template = _pod_template(md, engine, plan, images)
+    # The hash covers the runtime config too: a ConfigMap change alone must roll the pods.
+    digest_input = {"template": template, "config": config_map(md, decision)["data"]}
+    digest = hashlib.sha256(json.dumps(digest_input, sort_keys=True).encode()).hexdigest()[:16]
+    template["metadata"]["annotations"] = {POD_TEMPLATE_HASH: digest}
+    spec: dict[str, Any] = {
+        "replicas": md.spec.replicas,
+        "selector": {"matchLabels": selector_labels(md.metadata.name)},
+        "template": template,
+    }
+    if plan.gpus_per_replica:
+        # GPUs are scarce: replace pods one by one instead of waiting for a surge pod's GPUs.
+        spec["strategy"] = {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+        }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(md, engine),
+        "spec": spec,
+    }
+
+
+def children(
+    md: ModelDeployment, decision: Decision, images: ImageSettings
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(ConfigMap, Service, Deployment), in the order they are best applied."""
+    return config_map(md, decision), service(md, decision), deployment(md, decision, images)
+
+
+def _require_engine(decision: Decision) -> tuple[str, PlacementPlan]:
+    if decision.engine is None or decision.placement is None:
+        raise ValueError(f"nothing to render: no engine was chosen ({decision.reason})")
+    return decision.engine, decision.placement
+
+
+def _metadata(md: ModelDeployment, engine: str) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "name": md.metadata.name,
+        "namespace": md.metadata.namespace,
+        "labels": labels(md, engine),
+    }
+    if md.metadata.uid:
+        # Without a uid (a manifest rendered offline) there is no owner to point at yet.
+        metadata["ownerReferences"] = [
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": md.metadata.name,
+                "uid": md.metadata.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return metadata
+
+
+def _pod_template(
+    md: ModelDeployment, engine: str, plan: PlacementPlan, images: ImageSettings
+) -> dict[str, Any]:
+    volumes, mounts = _volumes(md, engine)
+    spec: dict[str, Any] = {
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNTIME_USER,
+            "runAsGroup": RUNTIME_USER,
+            "fsGroup": RUNTIME_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "nodeSelector": dict(plan.node_selector),
+        "containers": [_container(md, engine, plan, images, mounts)],
+        "volumes": volumes,
+    }
+    if plan.affinity:
+        spec["affinity"] = json.loads(json.dumps(plan.affinity))
+    if plan.tolerations:
+        spec["tolerations"] = [t.model_dump() for t in plan.tolerations]
+    return {"metadata": {"labels": labels(md, engine)}, "spec": spec}
+
+
+def _container(
+    md: ModelDeployment,
+    engine: str,
+    plan: PlacementPlan,
+    images: ImageSettings,
+    mounts: list[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "name": CONTAINER_NAME,
+        "image": images.image_for(engine, plan.accelerator),
+        "imagePullPolicy": images.pull_policy,
+        "command": ["kubeinfer-runtime", "--config", CONFIG_PATH],
+        "ports": [
+            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
+        "resources": _resources(md, plan),
+        "startupProbe": _probe(period=10, timeout=5, failures=_STARTUP_FAILURES[engine]),
+        "readinessProbe": _probe(period=10, timeout=5, failures=3),
+        # Generous: a busy engine may answer /health slowly during a long prefill.
+        "livenessProbe": _probe(period=20, timeout=10, failures=6),
+        "volumeMounts": mounts,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def _probe(*, period: int, timeout: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": "/health", "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+    }
+
+
+def _resources(md: ModelDeployment, plan: PlacementPlan) -> dict[str, Any]:
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    wanted = md.spec.resources
+    if wanted.cpu:
+        # No CPU limit: throttling an inference server only adds latency.
+        requests["cpu"] = wanted.cpu
+    if wanted.memory:
+        requests["memory"] = limits["memory"] = wanted.memory
+    if plan.gpus_per_replica and plan.gpu_resource:
+        requests[plan.gpu_resource] = limits[plan.gpu_resource] = str(plan.gpus_per_replica)
+    resources: dict[str, Any] = {}
+    if requests:
+        resources["requests"] = requests
+    if limits:
+        resources["limits"] = limits
+    return resources
+
+
+def _volumes(md: ModelDeployment, engine: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": md.metadata.name}},
+        {"name": "models", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "models", "mountPath": MODEL_CACHE_DIR},
+    ]
+    if engine in _SHM_ENGINES:
+        # Memory-backed; its size counts against the container's memory limit.
+        volumes.append({"name": "shm", "emptyDir": {"medium": "Memory"}})
+        mounts.append({"name": "shm", "mountPath": "/dev/shm"})
+    claim = pvc_claim(md.spec.model.uri)
+    if claim:
+        volumes.append(
+            {"name": "model-pvc", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+        mounts.append(
+            {"name": "model-pvc", "mountPath": f"{PVC_MOUNT_ROOT}/{claim}", "readOnly": True}
+        )
+    return volumes, mounts
+
+
+def pvc_claim(uri: str) -> str | None:
+    """The claim name of a pvc://claim/path URI, else None."""
+    if not uri.startswith("pvc://"):
+        return None
+    claim = uri.removeprefix("pvc://").split("/", 1)[0]
+    return claim or None
