@@ -100,13 +100,18 @@ build kwok build_goinstall "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" ""
 build helm build_goinstall "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
   "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 
-# KWOK v0.8 ships no built-in stages: take the node and pod stages from its module.
+# KWOK v0.8 ships no built-in stages: take the fast node/pod stages (and the lease heartbeat)
+# from its module, so nodes turn Ready, pods Running, and deletions finish.
 stages="$out/kwok-stages"
 if [ ! -d "$stages" ]; then
   src=$(GOFLAGS= go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
-  mkdir -p "$stages"
-  cp "$src"/kustomize/stage/node/fast/*.yaml "$src"/kustomize/stage/pod/fast/*.yaml "$stages/" 2>/dev/null || \
-    find "$src/kustomize/stage" -name '*.yaml' ! -name kustomization.yaml -exec cp {} "$stages/" \;
+  mkdir -p "$stages.tmp"
+  for group in node/fast node/heartbeat-with-lease pod/fast; do
+    for f in "$src/kustomize/stage/$group"/*.yaml; do
+      [ "$(basename "$f")" = kustomization.yaml ] || cp "$f" "$stages.tmp/"
+    done
+  done
+  mv "$stages.tmp" "$stages"
 fi
 
 for f in "$out"/*; do ln -sfn "$f" "$root/bin/$(basename "$f")"; done

@@ -113,7 +113,10 @@ start kube-scheduler "$bin/kube-scheduler" \
 # KWOK plays the kubelets of nodes annotated kwok.x-k8s.io/node=fake; its stages come from its module.
 stages="$state/kwok.yaml"
 {
-  printf 'apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n  cidr: 10.0.0.1/24\n'
+  # A configuration document given by file gets no defaults for the parallelism options.
+  printf 'apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n'
+  printf '  cidr: 10.0.0.1/16\n  podPlayStageParallelism: 8\n  nodePlayStageParallelism: 4\n'
+  printf '  nodeLeaseParallelism: 4\n  podsOnNodeSyncParallelism: 4\n'
   for f in "$bin"/kwok-stages/*.yaml; do printf -- '---\n'; cat "$f"; done
 } >"$stages"
 start kwok "$bin/kwok" --kubeconfig "$state/kwok.kubeconfig" --config "$stages" \
