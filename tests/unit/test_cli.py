@@ -1,0 +1,113 @@
+"""`kubeinfer explain | render | crd` on valid and invalid input (in-process)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from kubeinfer.cli import main
+from kubeinfer.crd import crd_yaml
+from unit_helpers import EXAMPLES
+
+NODES = str(EXAMPLES / "nodes.yaml")
+
+
+def test_explain_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["explain", "-f", str(EXAMPLES / "vllm-h100.yaml"), "--nodes", NODES, "-o", "json"])
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert out["engine"] == "vllm"
+    assert out["reason"]
+    assert out["placement"]["gpusPerReplica"] == 8
+    assert [c["engine"] for c in out["candidates"]] == [
+        "vllm",
+        "sglang",
+        "mlx",
+        "llama.cpp",
+        "transformers",
+    ]
+    assert set(out["candidates"][0]) == {"engine", "matched", "reason"}
+    assert out["endpoint"] == "http://llama-70b.default.svc:8000/v1"
+
+
+def test_explain_table_for_no_engine(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "-f", str(EXAMPLES / "mlx.yaml"), "--nodes", NODES]) == 0
+    out = capsys.readouterr().out
+    assert "Engine:" in out and "none" in out
+    assert "MLX needs Apple silicon" in out
+
+
+def test_explain_json_engine_null(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["explain", "-f", str(EXAMPLES / "mlx.yaml"), "--nodes", NODES, "-o", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["engine"] is None and out["placement"] is None
+
+
+def write(tmp_path: Path, body: dict[str, object]) -> str:
+    path = tmp_path / "model.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("model", "field"),
+    [
+        ({"name": "q", "format": "safetensors", "uri": "hf://a/b"}, "spec.model.format"),
+        ({"name": "q", "format": "gguf", "uri": "hf://a/b"}, "spec.model.file"),
+        ({"format": "pytorch", "uri": "hf://a/b"}, "spec.model.name"),
+    ],
+)
+def test_invalid_manifest_exits_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], model: dict[str, str], field: str
+) -> None:
+    body = {
+        "apiVersion": "kubeinfer.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "q"},
+        "spec": {"model": model},
+    }
+    assert main(["explain", "-f", write(tmp_path, body), "--nodes", NODES]) == 2
+    assert field in capsys.readouterr().err
+
+
+def test_missing_file_and_wrong_kind_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["explain", "-f", str(tmp_path / "nope.yaml"), "--nodes", NODES]) == 2
+    assert main(["explain", "-f", write(tmp_path, {"kind": "Pod"}), "--nodes", NODES]) == 2
+    assert "no document with kind: ModelDeployment" in capsys.readouterr().err
+
+
+def test_nodes_as_a_plain_list_or_multi_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (node_list,) = yaml.safe_load_all((EXAMPLES / "nodes.yaml").read_text())
+    as_list = tmp_path / "list.yaml"
+    as_list.write_text(yaml.safe_dump(node_list["items"]))
+    multi = tmp_path / "multi.yaml"
+    multi.write_text(yaml.safe_dump_all(node_list["items"]))
+    results = []
+    for path in (as_list, multi):
+        main(["explain", "-f", str(EXAMPLES / "gguf-gpu.yaml"), "--nodes", str(path), "-o", "json"])
+        results.append(json.loads(capsys.readouterr().out))
+    assert results[0] == results[1]
+    assert results[0]["engine"] == "llama.cpp"
+
+
+def test_render_prints_the_children(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "-f", str(EXAMPLES / "gguf-cpu.yaml"), "--nodes", NODES]) == 0
+    kinds = [d["kind"] for d in yaml.safe_load_all(capsys.readouterr().out)]
+    assert kinds == ["ConfigMap", "Service", "Deployment"]
+
+
+def test_crd_to_stdout_and_to_a_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["crd"]) == 0
+    assert capsys.readouterr().out == crd_yaml()
+    assert main(["crd", "-o", str(tmp_path)]) == 0
+    assert (tmp_path / "modeldeployments.kubeinfer.io.yaml").read_text() == crd_yaml()

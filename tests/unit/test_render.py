@@ -1,0 +1,170 @@
+"""Rendering: golden files, the official 1.35 schemas, and the invariants that matter.
+
+Regenerate the golden files after an intended change with UPDATE_GOLDEN=1.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from kubeinfer.api.v1alpha1 import ModelDeployment
+from kubeinfer.decide import Decision, decide
+from kubeinfer.nodes import node_facts
+from kubeinfer.render import ImageSettings, children, deployment, endpoint_url, selector
+from kubeinfer.runtime_config import RuntimeConfig
+from unit_helpers import EXAMPLES, GOLDEN, KUBERNETES_VERSION, load_yaml_documents
+
+RENDERED_EXAMPLES = ["gguf-cpu", "gguf-gpu", "vllm-h100", "transformers-fallback"]
+UID = "0b8f3c2e-5d2a-4f5e-9a51-6a3c1d2e4f70"
+
+
+def load(example: str, *, uid: str | None = UID, **model: Any) -> ModelDeployment:
+    (manifest,) = load_yaml_documents(EXAMPLES / f"{example}.yaml")
+    manifest["metadata"] |= {"namespace": "models", **({"uid": uid} if uid else {})}
+    manifest["spec"]["model"] |= model
+    return ModelDeployment.from_object(manifest)
+
+
+def decision_for(md: ModelDeployment, nodes: list[dict[str, Any]]) -> Decision:
+    return decide(md.spec, map(node_facts, nodes))
+
+
+def render(example: str, nodes: list[dict[str, Any]], **model: Any) -> list[dict[str, Any]]:
+    md = load(example, **model)
+    return list(children(md, decision_for(md, nodes), ImageSettings()))
+
+
+@pytest.mark.parametrize("example", RENDERED_EXAMPLES)
+def test_golden(example: str, example_nodes: list[dict[str, Any]]) -> None:
+    text = yaml.safe_dump_all(render(example, example_nodes), sort_keys=True)
+    golden = GOLDEN / f"{example}.yaml"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        golden.write_text(text)
+    assert golden.read_text() == text, f"rendering changed; UPDATE_GOLDEN=1 to accept ({golden})"
+
+
+@pytest.mark.parametrize("example", RENDERED_EXAMPLES)
+def test_valid_against_the_pinned_kubernetes_schema(
+    example: str, example_nodes: list[dict[str, Any]]
+) -> None:
+    for obj in render(example, example_nodes):
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_inputs_are_not_mutated(example_nodes: list[dict[str, Any]]) -> None:
+    md = load("vllm-h100")
+    decision = decision_for(md, example_nodes)
+    before = (md.model_dump(), decision.model_dump())
+    first = children(md, decision, ImageSettings())
+    first[2]["spec"]["template"]["spec"]["nodeSelector"]["x"] = "y"
+    assert (md.model_dump(), decision.model_dump()) == before
+    assert (
+        "x"
+        not in children(md, decision, ImageSettings())[2]["spec"]["template"]["spec"][
+            "nodeSelector"
+        ]
+    )
+
+
+def test_deployment_essentials(example_nodes: list[dict[str, Any]]) -> None:
+    _, service, dep = render("vllm-h100", example_nodes)
+    pod = dep["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == [
+        "kubeinfer-runtime",
+        "--config",
+        "/etc/kubeinfer/runtime.yaml",
+    ]
+    assert container["image"] == "ghcr.io/kubeinfer/runtime-vllm-cuda:0.1.0"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert {"name": "shm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
+    assert container["securityContext"] == {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    owner = dep["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["uid"], owner["controller"]) == ("ModelDeployment", UID, True)
+    assert service["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    assert {p["port"] for p in service["spec"]["ports"]} == {8000, 9090}
+
+
+def test_cpu_llama_cpp_has_no_gpu_no_shm_and_the_cpu_image(
+    example_nodes: list[dict[str, Any]],
+) -> None:
+    _, _, dep = render("gguf-cpu", example_nodes)
+    pod = dep["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "ghcr.io/kubeinfer/runtime-llamacpp:0.1.0"
+    assert "nvidia.com/gpu" not in container["resources"].get("limits", {})
+    assert all(v["name"] != "shm" for v in pod["volumes"])
+    assert "tolerations" not in pod
+
+
+def test_runtime_config_document(example_nodes: list[dict[str, Any]]) -> None:
+    config_map, _, _ = render("gguf-gpu", example_nodes)
+    document = yaml.safe_load(config_map["data"]["runtime.yaml"])
+    config = RuntimeConfig.model_validate(document)
+    assert config.engine == "llama.cpp"
+    assert config.gpus == 1
+    assert config.model.file == "qwen2.5-14b-instruct-q4_k_m.gguf"
+    assert config.params == {"n_ctx": 8192}  # n_gpu_layers is the runtime's to set
+
+
+def test_pvc_models_are_mounted_read_only(example_nodes: list[dict[str, Any]]) -> None:
+    _, _, dep = render("gguf-cpu", example_nodes, uri="pvc://model-store/qwen")
+    pod = dep["spec"]["template"]["spec"]
+    assert {
+        "name": "model-pvc",
+        "persistentVolumeClaim": {"claimName": "model-store", "readOnly": True},
+    } in pod["volumes"]
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert {"name": "model-pvc", "mountPath": "/mnt/pvc/model-store", "readOnly": True} in mounts
+
+
+def test_pod_template_hash_follows_the_template_and_the_config(
+    example_nodes: list[dict[str, Any]],
+) -> None:
+    def pod_hash(objects: list[dict[str, Any]]) -> str:
+        annotations = objects[2]["spec"]["template"]["metadata"]["annotations"]
+        value: str = annotations["kubeinfer.io/pod-template-hash"]
+        return value
+
+    base = pod_hash(render("gguf-cpu", example_nodes))
+    assert pod_hash(render("gguf-cpu", example_nodes)) == base
+    assert pod_hash(render("gguf-cpu", example_nodes, file="other.gguf")) != base
+
+
+def test_offline_render_has_no_owner(example_nodes: list[dict[str, Any]]) -> None:
+    md = load("gguf-cpu", uid=None)
+    dep = deployment(md, decision_for(md, example_nodes), ImageSettings())
+    assert "ownerReferences" not in dep["metadata"]
+
+
+def test_nothing_to_render_without_an_engine(example_nodes: list[dict[str, Any]]) -> None:
+    md = load("mlx")
+    with pytest.raises(ValueError, match="no engine"):
+        children(md, decision_for(md, example_nodes), ImageSettings())
+
+
+def test_endpoint_and_selector() -> None:
+    md = load("gguf-cpu")
+    assert endpoint_url(md) == "http://qwen-gguf-cpu.models.svc:8000/v1"
+    assert selector("qwen-gguf-cpu") == (
+        "app.kubernetes.io/instance=qwen-gguf-cpu,app.kubernetes.io/name=kubeinfer-runtime"
+    )
+
+
+def test_image_settings_are_configurable() -> None:
+    images = ImageSettings.model_validate({"vllm": {"cuda": "registry.local/vllm:1"}})
+    assert images.image_for("vllm", "cuda") == "registry.local/vllm:1"
+    with pytest.raises(ValueError, match="no cpu image"):
+        images.image_for("vllm", "cpu")
+    assert copy.deepcopy(images) == images
