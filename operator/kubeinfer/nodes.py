@@ -19,7 +19,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from functools import cache
+from typing import Any, Literal, NamedTuple
 
 GpuVendor = Literal["nvidia", "amd", "none"]
 GPU_RESOURCES: dict[str, str] = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}
@@ -38,15 +39,41 @@ _MIB_PER_UNIT = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Taint:
+class _VendorLabels(NamedTuple):
+    present: str
+    product: str
+    memory: str
+    count_label: str
+    resource: str
+
+
+_VENDOR_LABELS: dict[str, _VendorLabels] = {
+    "nvidia": _VendorLabels(
+        "nvidia.com/gpu.present",
+        "nvidia.com/gpu.product",
+        "nvidia.com/gpu.memory",
+        "nvidia.com/gpu.count",
+        "nvidia.com/gpu",
+    ),
+    "amd": _VendorLabels(
+        "amd.com/gpu.present",
+        "amd.com/gpu.product-name",
+        "amd.com/gpu.vram",
+        "amd.com/gpu.count",
+        "amd.com/gpu",
+    ),
+}
+
+
+# NamedTuples rather than frozen dataclasses: immutable and hashable alike, but several
+# times cheaper to build, and a decision over 1,000 nodes builds 1,000 of them.
+class Taint(NamedTuple):
     key: str
     value: str
     effect: str
 
 
-@dataclass(frozen=True, slots=True)
-class NodeProfile:
+class NodeProfile(NamedTuple):
     """Everything the decision needs to know about a node, minus its name."""
 
     os: str
@@ -71,8 +98,7 @@ class NodeProfile:
         return f"{self.os}/{self.arch}"
 
 
-@dataclass(frozen=True, slots=True)
-class NodeFacts:
+class NodeFacts(NamedTuple):
     name: str
     profile: NodeProfile
 
@@ -102,27 +128,23 @@ def node_facts(node: Mapping[str, Any]) -> NodeFacts:
     vendor = _gpu_vendor(labels, allocatable, capacity, assumptions)
     product, memory_mib, count, allocatable_gpus = None, None, 0, 0
     if vendor != "none":
-        prefix = f"{vendor}.com"
-        resource = GPU_RESOURCES[vendor]
-        product_label = (
-            f"{prefix}/gpu.product" if vendor == "nvidia" else f"{prefix}/gpu.product-name"
-        )
-        memory_label = f"{prefix}/gpu.memory" if vendor == "nvidia" else f"{prefix}/gpu.vram"
-        product = labels.get(product_label) or None
+        keys = _VENDOR_LABELS[vendor]
+        product = labels.get(keys.product) or None
         if product is None:
-            assumptions.append(f"no {product_label} label: GPU product unknown")
-        memory_mib = _mib(labels.get(memory_label))
+            assumptions.append(f"no {keys.product} label: GPU product unknown")
+        memory_mib = _mib(labels.get(keys.memory))
         if memory_mib is None:
             assumptions.append(
-                f"no usable {memory_label} label: GPU memory unknown, fit not checked"
+                f"no usable {keys.memory} label: GPU memory unknown, fit not checked"
             )
-        allocatable_gpus = _count(allocatable.get(resource))
-        count = _count(labels.get(f"{prefix}/gpu.count")) or _count(capacity.get(resource))
+        allocatable_gpus = _count(allocatable.get(keys.resource))
+        count = _count(labels.get(keys.count_label)) or _count(capacity.get(keys.resource))
         if not count:
             count = allocatable_gpus
-            assumptions.append(f"no {prefix}/gpu.count label or capacity: counted allocatable")
-        if resource not in allocatable:
-            assumptions.append(f"{resource} not allocatable (device plugin not running?)")
+            assumptions.append(f"no {keys.count_label} label or capacity: counted allocatable")
+        if keys.resource not in allocatable:
+            assumptions.append(f"{keys.resource} not allocatable (device plugin not running?)")
+    raw_taints = spec.get("taints")
     profile = NodeProfile(
         os=os_name,
         arch=arch,
@@ -135,13 +157,12 @@ def node_facts(node: Mapping[str, Any]) -> NodeFacts:
         compute_major=_int_or_none(labels.get("nvidia.com/gpu.compute.major")),
         taints=tuple(
             sorted(
-                (
-                    Taint(t.get("key", ""), t.get("value") or "", t.get("effect", ""))
-                    for t in spec.get("taints") or ()
-                ),
-                key=lambda t: (t.key, t.value, t.effect),
+                Taint(t.get("key", ""), t.get("value") or "", t.get("effect", ""))
+                for t in raw_taints
             )
-        ),
+        )
+        if raw_taints
+        else (),
         schedulable=not spec.get("unschedulable", False),
         assumptions=tuple(assumptions),
     )
@@ -199,27 +220,31 @@ def _gpu_vendor(
     capacity: Mapping[str, Any],
     assumptions: list[str],
 ) -> GpuVendor:
-    found: list[GpuVendor] = []
-    for vendor in ("nvidia", "amd"):
-        prefix = f"{vendor}.com"
-        resource = GPU_RESOURCES[vendor]
-        if (
-            labels.get(f"{prefix}/gpu.present") == "true"
-            or _count(allocatable.get(resource)) > 0
-            or _count(capacity.get(resource)) > 0
-        ):
-            found.append(vendor)
-    if len(found) > 1:
+    nvidia = _has_gpus(_VENDOR_LABELS["nvidia"], labels, allocatable, capacity)
+    amd = _has_gpus(_VENDOR_LABELS["amd"], labels, allocatable, capacity)
+    if nvidia and amd:
         assumptions.append("both NVIDIA and AMD GPUs reported: treated as NVIDIA")
-    return found[0] if found else "none"
+    return "nvidia" if nvidia else "amd" if amd else "none"
+
+
+def _has_gpus(
+    keys: _VendorLabels,
+    labels: Mapping[str, str],
+    allocatable: Mapping[str, Any],
+    capacity: Mapping[str, Any],
+) -> bool:
+    return (
+        labels.get(keys.present) == "true"
+        or _count(allocatable.get(keys.resource)) > 0
+        or _count(capacity.get(keys.resource)) > 0
+    )
 
 
 def _count(value: Any) -> int:
     """An integer resource quantity or label; anything unreadable counts as 0."""
-    try:
-        return max(int(str(value)), 0)
-    except (TypeError, ValueError):
-        return 0
+    # No try/except: most nodes lack most GPU keys, and exceptions would dominate the parse.
+    text = str(value) if value is not None else ""
+    return int(text) if text.isdigit() else 0
 
 
 def _int_or_none(value: str | None) -> int | None:
@@ -229,6 +254,7 @@ def _int_or_none(value: str | None) -> int | None:
         return None
 
 
+@cache  # a cluster repeats a handful of values across all its nodes
 def _mib(value: str | None) -> int | None:
     if value is None:
         return None
