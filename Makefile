@@ -11,7 +11,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[operator,dev]'
+	$(PY) -m pip install -q -e '.[operator,dev,llamacpp,transformers,runtime-test]'
 	touch $@
 
 controlplane:

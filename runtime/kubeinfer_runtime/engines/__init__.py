@@ -1,0 +1,41 @@
+"""One launcher per engine, looked up by the contract's engine name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubeinfer.runtime_config import RuntimeConfig
+
+from . import llama_cpp, mlx, sglang, transformers, vllm
+from .runner import RunContext, run_command
+
+Command = Callable[[RuntimeConfig, str], list[str]]
+
+
+@dataclass(frozen=True)
+class Launcher:
+    name: str
+    command: Command | None = None  # engines run as a child process
+
+    def check(self, config: RuntimeConfig) -> None:
+        """Raise ParamError for bad params, before anything listens or downloads."""
+        if self.command is None:
+            llama_cpp.check(config)
+        else:
+            self.command(config, "MODEL")
+
+    def run(self, config: RuntimeConfig, model_path: Path, ctx: RunContext) -> int:
+        if self.command is None:
+            return llama_cpp.run(config, model_path, ctx)
+        return run_command(self.command(config, str(model_path)), ctx)
+
+
+LAUNCHERS: dict[str, Launcher] = {
+    "llama.cpp": Launcher("llama.cpp"),
+    "vllm": Launcher("vllm", vllm.command),
+    "sglang": Launcher("sglang", sglang.command),
+    "transformers": Launcher("transformers", transformers.command),
+    "mlx": Launcher("mlx", mlx.command),
+}

@@ -1,0 +1,31 @@
+"""SGLang: ``python -m sglang.launch_server`` (OpenAI server, /health, /metrics on one port)."""
+
+from __future__ import annotations
+
+import sys
+
+from kubeinfer.runtime_config import RuntimeConfig
+
+from .flags import reserved, to_flags
+
+RESERVED = {"model_path", "model", "host", "port", "served_model_name"}
+
+
+def command(config: RuntimeConfig, model_path: str) -> list[str]:
+    reserved(config.params, RESERVED, "SGLang")
+    params = dict(config.params)
+    params.setdefault("enable_metrics", True)  # Prometheus /metrics is off by default
+    return [
+        sys.executable,
+        "-m",
+        "sglang.launch_server",
+        "--model-path",
+        model_path,
+        "--host",
+        config.server.host,
+        "--port",
+        str(config.server.port),
+        "--served-model-name",
+        config.model.name,
+        *to_flags(params),
+    ]

@@ -1,0 +1,59 @@
+"""vLLM: ``vllm serve MODEL`` (its OpenAI server; /health and /metrics on the same port)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubeinfer.runtime_config import RuntimeConfig
+
+from .flags import ParamError, reserved, to_flags
+
+RESERVED = {"model", "host", "port", "served_model_name"}
+
+
+def command(config: RuntimeConfig, model_path: str) -> list[str]:
+    reserved(config.params, RESERVED, "vLLM")
+    argv = [
+        "vllm",
+        "serve",
+        model_path,
+        "--host",
+        config.server.host,
+        "--port",
+        str(config.server.port),
+        "--served-model-name",
+        config.model.name,
+        *to_flags(config.params),
+    ]
+    check_with_vllm(argv)
+    return argv
+
+
+def check_with_vllm(argv: list[str]) -> None:
+    """Parse the flags with vLLM's own ``serve`` parser when vLLM is installed here."""
+    parser = vllm_serve_parser()
+    if parser is None:
+        return
+    try:
+        parser.parse_args(argv[2:])
+    except SystemExit as exit_:  # argparse reports the bad flag on stderr, then exits
+        raise ParamError(f"vLLM rejected the command line: {' '.join(argv[2:])}") from exit_
+
+
+def vllm_serve_parser() -> Any:
+    """vLLM's argument parser for ``vllm serve``, or None where vLLM is not installed."""
+    import importlib
+
+    try:
+        argparse_utils = importlib.import_module("vllm.utils.argparse_utils")
+    except ImportError:
+        return None
+    # The module holding make_arg_parser moved between vLLM releases.
+    for name in ("vllm.entrypoints.launchers.cli_args", "vllm.entrypoints.openai.cli_args"):
+        try:
+            cli_args = importlib.import_module(name)
+        except ImportError:
+            continue
+        parser = argparse_utils.FlexibleArgumentParser(prog="vllm serve")
+        return cli_args.make_arg_parser(parser)
+    return None

@@ -1,0 +1,134 @@
+"""End-to-end fixtures: the tiny model, free ports, and the runtime started as a pod would.
+
+The runtime runs as ``kubeinfer-runtime --config FILE`` in a subprocess, on 127.0.0.1 and
+free ports only, with its output kept in a log file for the assertions.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import tiny_model
+
+RUNTIME = str(Path(sys.executable).parent / "kubeinfer-runtime")
+
+
+@pytest.fixture(scope="session")
+def tiny() -> tiny_model.TinyModel:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    pytest.importorskip("gguf")
+    return tiny_model.build()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http_get(url: str, timeout: float = 5) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+    except (urllib.error.URLError, OSError):
+        return 0, ""  # nothing answers yet
+
+
+@dataclass
+class Runtime:
+    process: subprocess.Popen[bytes]
+    port: int
+    metrics_port: int
+    termination: Path
+    log: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"runtime exited {self.process.returncode}:\n{self.output()}")
+            if http_get(self.base_url + "/health", timeout=2)[0] == 200:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"runtime not ready after {timeout}s:\n{self.output()[-4000:]}")
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_runtime(
+    tmp: Path, engine: str, model: Path, params: dict[str, Any], *, name: str = "tiny-llama"
+) -> Runtime:
+    port, metrics_port = free_port(), free_port()
+    termination = tmp / "termination-log"
+    doc = {
+        "apiVersion": "runtime.kubeinfer.io/v1",
+        "kind": "RuntimeConfig",
+        "engine": engine,
+        "model": {"name": name, "uri": str(model), "cacheDir": str(tmp / "cache")},
+        "server": {"host": "127.0.0.1", "port": port, "metricsPort": metrics_port},
+        "gpus": 0,
+        "params": params,
+        "terminationMessagePath": str(termination),
+    }
+    config = tmp / "runtime.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    log = tmp / "runtime.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [RUNTIME, "--config", str(config)], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+    return Runtime(process, port, metrics_port, termination, log)
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    return tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+
+
+@pytest.fixture
+def runtimes(tmp_path: Path) -> Iterator[list[Runtime]]:
+    """Runtimes a test starts itself; stopped afterwards whatever happens."""
+    started: list[Runtime] = []
+    yield started
+    for runtime in started:
+        runtime.stop()

@@ -1,0 +1,117 @@
+"""llama.cpp through the runtime, started as the pod starts it, over HTTP."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import tiny_model
+from conftest import Runtime, http_get, listening, start_runtime
+
+pytestmark = pytest.mark.engine
+openai = pytest.importorskip("openai")
+pytest.importorskip("xllamacpp")
+
+N_CTX = 256  # llama.cpp's smallest context (it rounds up to 256)
+
+
+@pytest.fixture(scope="module")
+def runtime(tiny: tiny_model.TinyModel, module_tmp: Path) -> Iterator[Runtime]:
+    rt = start_runtime(
+        module_tmp,
+        "llama.cpp",
+        tiny.gguf_path,
+        {"n_ctx": N_CTX, "cpuparams.n_threads": 2, "sampling.top_k": 1},
+    )
+    rt.wait_ready(timeout=60)
+    yield rt
+    assert rt.stop() == 0, rt.output()  # SIGTERM: a clean, graceful exit
+
+
+@pytest.fixture(scope="module")
+def client(runtime: Runtime) -> openai.OpenAI:
+    return openai.OpenAI(base_url=runtime.base_url + "/v1", api_key="unused", timeout=60)
+
+
+def test_models_lists_the_served_name(client: openai.OpenAI) -> None:
+    assert [m.id for m in client.models.list().data] == ["tiny-llama"]
+
+
+def test_chat_completion(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model="tiny-llama", messages=[{"role": "user", "content": "Hello"}], max_tokens=8
+    )
+    assert reply.choices[0].message.role == "assistant"
+    assert reply.usage is not None and reply.usage.completion_tokens > 0
+
+
+def test_completion(client: openai.OpenAI) -> None:
+    reply = client.completions.create(model="tiny-llama", prompt="The quick brown", max_tokens=8)
+    assert reply.usage is not None and reply.usage.completion_tokens == 8
+    assert reply.choices[0].finish_reason == "length"
+
+
+def test_streaming_chat(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="tiny-llama",
+        messages=[{"role": "user", "content": "Hello"}],
+        max_tokens=8,
+        stream=True,
+    )
+    chunks = list(stream)
+    assert len(chunks) > 2
+    assert chunks[-1].choices == [] or chunks[-1].choices[0].finish_reason is not None
+
+
+def test_engine_and_runtime_metrics(runtime: Runtime, client: openai.OpenAI) -> None:
+    client.completions.create(model="tiny-llama", prompt="Hello", max_tokens=2)
+    status, engine = http_get(runtime.base_url + "/metrics")
+    assert status == 200 and "llamacpp:prompt_tokens_total" in engine
+    status, own = http_get(f"http://127.0.0.1:{runtime.metrics_port}/metrics")
+    assert status == 200
+    assert "kubeinfer_runtime_ready 1.0" in own
+    assert 'kubeinfer_runtime_engine_info{engine="llama.cpp",model="tiny-llama"} 1.0' in own
+
+
+def test_cpu_only_skips_the_gpu_layer_estimate(runtime: Runtime) -> None:
+    assert "n_gpu_layers: no GPU devices" in runtime.output()
+
+
+def test_prompt_longer_than_n_ctx_is_diagnosed(runtime: Runtime, client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match="exceeds the available context size"):
+        client.completions.create(
+            model="tiny-llama", prompt="The quick brown fox. " * 100, max_tokens=4
+        )
+    line = runtime.termination.read_text()
+    assert line == (
+        "a request exceeded the available context size — increase n_ctx, or decrease "
+        "n_parallel to give each slot a larger context\n"
+    )
+    _, own = http_get(f"http://127.0.0.1:{runtime.metrics_port}/metrics")
+    assert 'kubeinfer_runtime_diagnoses_total{kind="context_exceeded"} 1.0' in own
+
+
+def test_bad_param_exits_with_the_key_named_and_nothing_listening(
+    tiny: tiny_model.TinyModel, tmp_path: Path
+) -> None:
+    rt = start_runtime(tmp_path, "llama.cpp", tiny.gguf_path, {"n_ctxx": 512})
+    code = rt.process.wait(timeout=60)
+    assert code == 2
+    assert "unknown llama.cpp parameter 'n_ctxx'; did you mean n_ctx" in rt.output()
+    assert "n_ctxx" in rt.termination.read_text()
+    assert not listening(rt.port) and not listening(rt.metrics_port)
+
+
+def test_sigint_stops_the_server_and_frees_the_port(
+    tiny: tiny_model.TinyModel, tmp_path: Path
+) -> None:
+    rt = start_runtime(tmp_path, "llama.cpp", tiny.gguf_path, {"n_ctx": N_CTX})
+    try:
+        rt.wait_ready(timeout=60)
+        rt.process.send_signal(signal.SIGINT)
+        assert rt.process.wait(timeout=30) == 0
+        assert not listening(rt.port)
+    finally:
+        rt.stop()

@@ -1,0 +1,127 @@
+"""Command lines of the engines that run as a child process."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from kubeinfer.runtime_config import RuntimeConfig
+from kubeinfer_runtime.engines import mlx, sglang, transformers, vllm
+from kubeinfer_runtime.engines.flags import ParamError, to_flags
+
+
+def config(engine: str, **params: object) -> RuntimeConfig:
+    return RuntimeConfig.model_validate(
+        {
+            "engine": engine,
+            "model": {"name": "tiny", "uri": "/models/tiny"},
+            "server": {"host": "0.0.0.0", "port": 8000},
+            "params": params,
+        }
+    )
+
+
+def test_flags_are_kebab_case_sorted_and_typed() -> None:
+    assert to_flags(
+        {
+            "tensor_parallel_size": 2,
+            "enforce_eager": True,
+            "enable_prefix_caching": False,
+            "gpu_memory_utilization": 0.85,
+            "hf_overrides": {"b": 1, "a": 2},
+            "allowed_origins": ["x", "y"],
+            "seed": None,
+        }
+    ) == [
+        "--allowed-origins",
+        "x",
+        "y",
+        "--no-enable-prefix-caching",
+        "--enforce-eager",
+        "--gpu-memory-utilization",
+        "0.85",
+        "--hf-overrides",
+        '{"a": 2, "b": 1}',
+        "--tensor-parallel-size",
+        "2",
+    ]
+
+
+def test_vllm_serve_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vllm, "vllm_serve_parser", lambda: None)
+    argv = vllm.command(
+        config("vllm", tensor_parallel_size=2, max_model_len=4096, gpu_memory_utilization=0.9),
+        "/models/tiny",
+    )
+    assert argv == [
+        "vllm",
+        "serve",
+        "/models/tiny",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8000",
+        "--served-model-name",
+        "tiny",
+        "--gpu-memory-utilization",
+        "0.9",
+        "--max-model-len",
+        "4096",
+        "--tensor-parallel-size",
+        "2",
+    ]
+
+
+def test_sglang_command_turns_metrics_on() -> None:
+    argv = sglang.command(config("sglang", tp_size=2), "/models/tiny")
+    assert argv[:3] == [sys.executable, "-m", "sglang.launch_server"]
+    assert argv[3:5] == ["--model-path", "/models/tiny"]
+    assert argv[-3:] == ["--enable-metrics", "--tp-size", "2"]
+
+
+def test_transformers_and_mlx_commands() -> None:
+    assert transformers.command(config("transformers", device="cpu"), "/m") == [
+        "transformers",
+        "serve",
+        "/m",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8000",
+        "--device",
+        "cpu",
+        "--log-level",
+        "info",
+    ]
+    assert mlx.command(config("mlx", max_tokens=64), "/m") == [
+        "mlx_lm.server",
+        "--model",
+        "/m",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8000",
+        "--max-tokens",
+        "64",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("engine", "module", "key"),
+    [
+        ("vllm", vllm, "port"),
+        ("sglang", sglang, "model_path"),
+        ("transformers", transformers, "host"),
+    ],
+)
+def test_params_cannot_override_the_document(engine: str, module: object, key: str) -> None:
+    with pytest.raises(ParamError, match=key):
+        module.command(config(engine, **{key: "x"}), "/m")  # type: ignore[attr-defined]
+
+
+def test_vllm_real_parser_accepts_the_command_line() -> None:
+    if vllm.vllm_serve_parser() is None:
+        pytest.skip("vLLM is not installed here; the command line is checked where it is")
+    vllm.command(config("vllm", tensor_parallel_size=2, max_model_len=4096), "/m")
+    with pytest.raises(ParamError, match="vLLM rejected"):
+        vllm.command(config("vllm", tensor_paralel_size=2), "/m")
