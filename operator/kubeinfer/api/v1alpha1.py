@@ -49,7 +49,8 @@ ENGINE_FORMATS: dict[str, tuple[str, ...]] = {
 }
 # engineParams keys: YAML turns keys such as `1:`, `-1:`, `.5:`, `yes:` or `null:` into the
 # strings "1", "-1", ".5", "true", "null" before the apiserver sees them; none of those is a
-# parameter name, so they are refused (the same rule is a CEL rule in the CRD).
+# parameter name, so the operator and `kubeinfer explain` refuse them when they parse the
+# spec. (The CRD cannot: CEL has no type for the free-form values, so no rule can see the keys.)
 NON_NAME_KEY_PREFIXES: tuple[str, ...] = tuple("0123456789+-.")
 NON_NAME_KEYS: tuple[str, ...] = ("true", "false", "null")
 # The Kubernetes resource.Quantity syntax, as the apiserver's own OpenAPI states it.
