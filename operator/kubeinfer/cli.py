@@ -62,7 +62,16 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--output", type=Path, help="file, or directory to write the CRD file into"
     )
     crd_command.set_defaults(run=_crd)
-    # `kubeinfer operator` (the kopf controller) registers here once kubeinfer.handlers exists.
+    operator = commands.add_parser("operator", help="run the controller (kopf)")
+    operator.add_argument(
+        "-n", "--namespace", action="append", default=[],
+        help="watch only this namespace (repeatable); default: every namespace",
+    )
+    operator.add_argument("--metrics-port", type=int, default=9090, help="Prometheus metrics")
+    operator.add_argument("--liveness-port", type=int, default=8080, help="GET /healthz")
+    operator.add_argument("--images", type=Path, help="YAML of runtime images (Helm values)")
+    operator.add_argument("--workers", type=int, default=16, help="concurrent reconciles")
+    operator.set_defaults(run=_operator)
     return parser
 
 
@@ -108,6 +117,23 @@ def _crd(args: argparse.Namespace, out: TextIO) -> int:
     if target.is_dir():
         target = target / Path(crd.CRD_FILE).name
     target.write_text(text)
+    return 0
+
+
+def _operator(args: argparse.Namespace, out: TextIO) -> int:
+    images = ImageSettings()
+    if args.images:
+        try:
+            images = ImageSettings.model_validate(_read_documents(args.images)[0] or {})
+        except ValidationError as error:
+            raise InputError(f"{args.images}: {format_validation_error(error)}") from None
+    # Imported here: explain/render/crd must work without kopf and a cluster.
+    from kubeinfer.operator_main import run_operator
+
+    run_operator(
+        namespaces=args.namespace, metrics_port=args.metrics_port,
+        liveness_port=args.liveness_port, images=images, workers=args.workers,
+    )
     return 0
 
 

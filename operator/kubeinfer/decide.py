@@ -9,9 +9,11 @@ says for each engine whether it matched and the rule that decided. The choice is
 Among the node classes where the chosen engine runs, ties are broken in this order:
   1. the GPU product asked for in spec.resources.gpuProduct (case-insensitive substring);
   2. with GPUs unset: GPU placements before CPU ones; with gpus 0: GPU-less nodes first;
-  3. llama.cpp: every layer fits on the GPUs before a partial offload;
-  4. the least GPU memory per replica (the smallest GPUs that do the job);
-  5. the class with more nodes (room for replicas); 6. the class id.
+  3. classes whose nodes have enough GPUs for a replica (when none has, the one with the
+     most: the pods stay Pending with the scheduler's reason, and the decision says so);
+  4. llama.cpp: every layer fits on the GPUs before a partial offload;
+  5. the least GPU memory per replica (the smallest GPUs that do the job);
+  6. the class with more nodes (room for replicas); 7. the class id.
 Everything is sorted, so the same input gives the same decision whatever the node order.
 """
 
@@ -175,6 +177,9 @@ def _rank(spec: ModelDeploymentSpec, option: plc.Option) -> tuple[Any, ...]:
     return (
         product_miss,
         accelerator_rank,
+        option.short_of_gpus,
+        # When no class has enough GPUs, the one closest to holding a replica.
+        -profile.allocatable_gpus if option.short_of_gpus else 0,
         not option.fits_fully,
         option.gpu_memory_per_replica_mib,
         -len(option.node_class.nodes),

@@ -49,6 +49,11 @@ class Option:
     notes: tuple[str, ...]
 
     @property
+    def short_of_gpus(self) -> bool:
+        """More GPUs per replica than the class's nodes have: its pods would stay Pending."""
+        return self.gpus > self.node_class.profile.allocatable_gpus
+
+    @property
     def gpu_memory_per_replica_mib(self) -> int:
         return self.gpus * (self.node_class.profile.gpu_memory_mib or 0)
 
@@ -151,7 +156,14 @@ def _gpu_option(
 ) -> Option | str:
     profile = node_class.profile
     if profile.allocatable_gpus < gpus:
-        return f"needs {gpus} GPUs per replica, the node has {profile.allocatable_gpus} allocatable"
+        # Still a placement: the pods stay Pending and the scheduler's message says why,
+        # which is what users look for when a request outgrows the cluster (or until a
+        # larger node joins). Ranked after every class where the request fits.
+        note = (
+            f"needs {gpus} GPUs per replica, the node has {profile.allocatable_gpus} "
+            "allocatable: pods stay Pending until a node can hold one"
+        )
+        return Option(node_class, "cuda", gpus, False, None, None, (*notes, note))
     if engine.name == "llama.cpp":
         layers = _gpu_layers(spec, profile, gpus)
         return Option(node_class, "cuda", gpus, layers.fits_fully, layers, None, notes)

@@ -83,10 +83,13 @@ def test_a_model_too_big_for_the_gpus_asked_for() -> None:
     assert decision.engine is None
 
 
-def test_more_gpus_than_any_node_has() -> None:
+def test_more_gpus_than_any_node_has_places_on_the_largest_and_says_so() -> None:
     decision = run(spec(spec_resources={"gpus": 16}), CLUSTER)
-    assert decision.engine is None
-    assert "needs 16 GPUs per replica" in decision.candidates[0].reason
+    assert decision.engine == "vllm"
+    assert decision.placement is not None
+    assert decision.placement.gpus_per_replica == 16
+    assert decision.placement.gpu_product == "NVIDIA-H100-80GB-HBM3"
+    assert any("needs 16 GPUs per replica" in note for note in decision.assumptions)
 
 
 def test_user_tensor_parallel_size_wins_and_is_noted() -> None:
@@ -172,7 +175,7 @@ def test_forced_engine_is_used_over_the_preference(engine: str) -> None:
     [
         (spec(spec_engine="vllm", spec_resources={"gpus": 1}), [cpu(), mi300x()]),
         (spec(format="mlx", spec_engine="mlx"), CLUSTER),
-        (spec(**GGUF, spec_engine="llama.cpp", spec_resources={"gpus": 4}), [l4()]),
+        (spec(spec_engine="transformers", spec_resources={"gpus": 2}), [cpu()]),
         (spec(spec_engine="sglang"), []),
     ],
 )

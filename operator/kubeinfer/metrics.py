@@ -1,0 +1,45 @@
+"""The operator's Prometheus metrics (one registry, served by prometheus-client)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+REGISTRY = CollectorRegistry()
+
+RECONCILES = Counter(
+    "kubeinfer_reconciles", "ModelDeployment reconciles by result and trigger.",
+    ["result", "trigger"], registry=REGISTRY,
+)
+RECONCILE_SECONDS = Histogram(
+    "kubeinfer_reconcile_duration_seconds", "Time of one reconcile (decide, render, apply, status).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY,
+)
+DECISIONS = Counter(
+    "kubeinfer_decisions", "Engine decisions that changed a ModelDeployment's engine.",
+    ["engine"], registry=REGISTRY,
+)
+
+
+class ConditionsCollector(Collector):
+    """kubeinfer_modeldeployments{condition, status}: counted at scrape time from the
+    conditions the operator last wrote, so deleted objects drop out by themselves."""
+
+    def __init__(self, conditions: Callable[[], Mapping[object, Mapping[str, str]]]) -> None:
+        self._conditions = conditions
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "kubeinfer_modeldeployments", "ModelDeployments by condition and status.",
+            labels=["condition", "status"],
+        )
+        counts: dict[tuple[str, str], int] = {}
+        for by_type in list(self._conditions().values()):
+            for type_, status in by_type.items():
+                counts[(type_, status)] = counts.get((type_, status), 0) + 1
+        for (type_, status), count in sorted(counts.items()):
+            family.add_metric([type_, status], count)
+        yield family

@@ -1,0 +1,60 @@
+"""The whole ModelDeployment status from the decision and the workload (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from kubeinfer import conditions as cond
+from kubeinfer.api.v1alpha1 import Condition, ModelDeployment, ModelDeploymentStatus
+from kubeinfer.decide import Decision
+from kubeinfer.render import endpoint_url, selector
+from kubeinfer.workload import DeploymentSummary, PodSummary, workload_conditions
+
+
+def desired_status(
+    md: ModelDeployment,
+    previous: ModelDeploymentStatus | None,
+    decision: Decision,
+    desired_hash: str | None,
+    deployment: DeploymentSummary | None,
+    pods: Iterable[PodSummary],
+    *,
+    now: datetime,
+) -> ModelDeploymentStatus:
+    """What the status should say now; lastTransitionTime is kept where nothing changed."""
+    generation = md.metadata.generation
+    new: list[Condition] = [cond.engine_selected(decision, generation=generation, now=now)]
+    if decision.engine is not None:
+        new += workload_conditions(
+            deployment, pods, desired_hash=desired_hash, desired_replicas=md.spec.replicas,
+            generation=generation, now=now,
+        )
+    conditions = previous.conditions if previous else ()
+    for condition in new:
+        conditions = cond.set_condition(conditions, condition)
+    if decision.engine is None:
+        # Without an engine there is no workload of this spec to report on.
+        conditions = tuple(c for c in conditions if c.type == cond.ENGINE_SELECTED)
+    return ModelDeploymentStatus(
+        engine=decision.engine,
+        candidates=decision.candidates,
+        placement=decision.placement_status(),
+        endpoint=endpoint_url(md) if decision.engine else None,
+        replicas=deployment.replicas if deployment else 0,
+        ready_replicas=deployment.ready_replicas if deployment else 0,
+        selector=selector(md.metadata.name),
+        observed_generation=generation,
+        conditions=conditions,
+    )
+
+
+def status_patch(current: ModelDeploymentStatus | None, desired: ModelDeploymentStatus) -> dict[str, Any] | None:
+    """The merge patch that turns `current` into `desired`, or None when they agree."""
+    old = current.model_dump(mode="json", by_alias=True) if current else {}
+    new = desired.model_dump(mode="json", by_alias=True)
+    if old == new:
+        return None
+    # Fields that disappear are nulled, so a merge patch removes them.
+    return {**{key: None for key in old if key not in new}, **new}

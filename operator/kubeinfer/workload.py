@@ -1,0 +1,167 @@
+"""What the cluster says about a ModelDeployment's pods, reduced to the status (pure).
+
+The operator's watches keep a small summary of each child Deployment and pod (the functions
+below turn API objects into those summaries); `workload_conditions` turns them into the
+Progressing / Available / Degraded conditions with the scheduler's message or the runtime's
+diagnosis, so `kubectl describe md` says what to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kubeinfer import conditions as cond
+from kubeinfer.api.v1alpha1 import Condition
+from kubeinfer.render.children import POD_TEMPLATE_HASH
+
+# Container waiting reasons that mean the runtime keeps failing, not that it is starting.
+_FAILING_WAIT_REASONS = frozenset(
+    {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",
+     "InvalidImageName", "CreateContainerError", "RunContainerError"}
+)
+
+
+@dataclass(frozen=True)
+class DeploymentSummary:
+    generation: int
+    observed_generation: int
+    replicas: int
+    ready_replicas: int
+    updated_replicas: int
+    template_hash: str | None
+
+
+@dataclass(frozen=True)
+class PodSummary:
+    name: str
+    template_hash: str | None
+    phase: str
+    unschedulable: str | None  # the scheduler's message while PodScheduled is False
+    failure: str | None  # a terminated runtime's message, or why its container cannot start
+    deleting: bool
+
+
+def summarize_deployment(body: Mapping[str, Any]) -> DeploymentSummary:
+    meta, spec, status = body.get("metadata", {}), body.get("spec", {}), body.get("status") or {}
+    annotations = (spec.get("template", {}).get("metadata") or {}).get("annotations") or {}
+    return DeploymentSummary(
+        generation=int(meta.get("generation") or 0),
+        observed_generation=int(status.get("observedGeneration") or 0),
+        replicas=int(spec.get("replicas", 1)),
+        ready_replicas=int(status.get("readyReplicas") or 0),
+        updated_replicas=int(status.get("updatedReplicas") or 0),
+        template_hash=annotations.get(POD_TEMPLATE_HASH),
+    )
+
+
+def summarize_pod(body: Mapping[str, Any]) -> PodSummary:
+    meta, status = body.get("metadata", {}), body.get("status") or {}
+    unschedulable = None
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            unschedulable = condition.get("message") or condition.get("reason") or "unschedulable"
+    return PodSummary(
+        name=str(meta.get("name", "")),
+        template_hash=(meta.get("annotations") or {}).get(POD_TEMPLATE_HASH),
+        phase=str(status.get("phase") or "Pending"),
+        unschedulable=unschedulable,
+        failure=_container_failure(status.get("containerStatuses") or []),
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+def _container_failure(statuses: Iterable[Mapping[str, Any]]) -> str | None:
+    for container in statuses:
+        state, last = container.get("state") or {}, container.get("lastState") or {}
+        for terminated in (state.get("terminated"), last.get("terminated")):
+            if terminated and terminated.get("exitCode", 0) != 0:
+                message = (terminated.get("message") or "").strip()
+                code = terminated.get("exitCode")
+                return message.splitlines()[-1] if message else f"runtime exited with code {code}"
+        waiting = state.get("waiting") or {}
+        if waiting.get("reason") in _FAILING_WAIT_REASONS:
+            return f"{waiting['reason']}: {waiting.get('message') or 'container cannot start'}"
+    return None
+
+
+def workload_conditions(
+    deployment: DeploymentSummary | None,
+    pods: Iterable[PodSummary],
+    *,
+    desired_hash: str | None,
+    desired_replicas: int,
+    generation: int | None,
+    now: datetime,
+) -> tuple[Condition, ...]:
+    """Progressing, Available and Degraded for the current pod template."""
+    current = sorted(
+        (p for p in pods if not p.deleting and p.template_hash == desired_hash),
+        key=lambda p: p.name,
+    )
+    ready = deployment.ready_replicas if deployment else 0
+    available = cond.availability(ready, desired_replicas, generation=generation, now=now)
+    pending = next((p for p in current if p.unschedulable), None)
+    if pending and not cond.is_true((available,), cond.AVAILABLE):
+        available = cond.condition(
+            cond.AVAILABLE, "False", cond.UNSCHEDULABLE,
+            f"pod {pending.name} cannot be scheduled: {pending.unschedulable}",
+            generation=generation, now=now,
+        )
+    return (
+        available,
+        _progressing(deployment, pending, desired_hash, generation, now),
+        _degraded(current, generation, now),
+    )
+
+
+def _progressing(
+    deployment: DeploymentSummary | None,
+    pending: PodSummary | None,
+    desired_hash: str | None,
+    generation: int | None,
+    now: datetime,
+) -> Condition:
+    if deployment is None:
+        return cond.condition(
+            cond.PROGRESSING, "True", cond.DEPLOYING, "creating the Deployment",
+            generation=generation, now=now,
+        )
+    if pending:
+        return cond.condition(
+            cond.PROGRESSING, "False", cond.UNSCHEDULABLE,
+            f"pod {pending.name} cannot be scheduled: {pending.unschedulable}",
+            generation=generation, now=now,
+        )
+    rolled_out = (
+        deployment.template_hash == desired_hash
+        and deployment.observed_generation >= deployment.generation
+        and deployment.updated_replicas >= deployment.replicas
+        and deployment.ready_replicas >= deployment.replicas
+    )
+    if rolled_out:
+        return cond.condition(
+            cond.PROGRESSING, "False", cond.ROLLOUT_COMPLETE, "every replica runs the current spec",
+            generation=generation, now=now,
+        )
+    return cond.condition(
+        cond.PROGRESSING, "True", cond.DEPLOYING,
+        f"{deployment.updated_replicas}/{deployment.replicas} replicas updated, "
+        f"{deployment.ready_replicas} ready",
+        generation=generation, now=now,
+    )
+
+
+def _degraded(current: list[PodSummary], generation: int | None, now: datetime) -> Condition:
+    failing = next((p for p in current if p.failure), None)
+    if failing:
+        return cond.condition(
+            cond.DEGRADED, "True", cond.ENGINE_FAILED, f"pod {failing.name}: {failing.failure}",
+            generation=generation, now=now,
+        )
+    return cond.condition(
+        cond.DEGRADED, "False", cond.AS_EXPECTED, "no runtime failures reported",
+        generation=generation, now=now,
+    )
