@@ -1,0 +1,160 @@
+"""The operator under test: the CRD installed, and `kubeinfer operator` running as a local
+process under its own ServiceAccount and the chart's minimal ClusterRole (not as admin)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "crds" / "modeldeployments.kubeinfer.io.yaml"
+RBAC_RULES = ROOT / "charts" / "kubeinfer" / "files" / "clusterrole-rules.yaml"
+OPERATOR_NAMESPACE = "kubeinfer-system"
+OPERATOR_NAME = "kubeinfer-operator-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ignore_conflict(call, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    try:
+        call(*args, **kwargs)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+
+
+class OperatorProcess:
+    """Starts, kills and restarts the operator; keeps its log for failure reports."""
+
+    def __init__(self, kubeconfig: Path, log: Path) -> None:
+        self.kubeconfig, self.log = kubeconfig, log
+        self.metrics_port, self.liveness_port = _free_port(), _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "kubeinfer"), "operator",
+                 "--metrics-port", str(self.metrics_port),
+                 "--liveness-port", str(self.liveness_port)],
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"operator exited:\n{self.log.read_text()[-3000:]}"
+            try:
+                with socket.create_connection(("127.0.0.1", self.liveness_port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError(f"operator did not start:\n{self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to finish anything (a crash, an evicted pod)."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics") as reply:
+            return str(reply.read().decode())
+
+
+def _operator_kubeconfig(api_client: client.ApiClient, admin_kubeconfig: str, path: Path) -> None:
+    """A kubeconfig holding a token of the operator's ServiceAccount."""
+    core, rbac = client.CoreV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
+    _ignore_conflict(core.create_namespace, {"metadata": {"name": OPERATOR_NAMESPACE}})
+    _ignore_conflict(
+        core.create_namespaced_service_account, OPERATOR_NAMESPACE,
+        {"metadata": {"name": OPERATOR_NAME}},
+    )
+    role = {"metadata": {"name": OPERATOR_NAME}, "rules": yaml.safe_load(RBAC_RULES.read_text())}
+    try:
+        rbac.create_cluster_role(role)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+        rbac.replace_cluster_role(OPERATOR_NAME, role)
+    _ignore_conflict(
+        rbac.create_cluster_role_binding,
+        {
+            "metadata": {"name": OPERATOR_NAME},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": OPERATOR_NAME},
+            "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_NAME,
+                          "namespace": OPERATOR_NAMESPACE}],
+        },
+    )
+    token = core.create_namespaced_service_account_token(
+        OPERATOR_NAME, OPERATOR_NAMESPACE, {"spec": {"expirationSeconds": 7200}}
+    ).status.token
+    admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
+    cluster = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "operator",
+        "clusters": [cluster],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator",
+                      "context": {"cluster": cluster["name"], "user": "operator"}}],
+    }))
+
+
+@pytest.fixture(scope="session")
+def crd_installed(kube_env: dict[str, str]) -> None:
+    subprocess.run(
+        ["kubectl", "apply", "--server-side", "--force-conflicts", "-f", str(CRD)],
+        env=kube_env, check=True, capture_output=True,
+    )
+    subprocess.run(
+        ["kubectl", "wait", "--for=condition=Established", "--timeout=30s",
+         "crd/modeldeployments.kubeinfer.io"],
+        env=kube_env, check=True, capture_output=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def operator(
+    crd_installed: None, api_client: client.ApiClient, kubeconfig: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    workdir = tmp_path_factory.mktemp("operator")
+    operator_kubeconfig = workdir / "kubeconfig"
+    _operator_kubeconfig(api_client, kubeconfig, operator_kubeconfig)
+    process = OperatorProcess(operator_kubeconfig, workdir / "operator.log")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        # An RBAC denial means the ClusterRole lacks a rule (namespaces that tests delete
+        # refuse writes too, but those name no user).
+        denials = re.findall(r'User "system:serviceaccount:[^"]+" cannot [^"]+', process.log.read_text())
+        assert not denials, denials[:3]
