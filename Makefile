@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv controlplane cluster-up cluster-down test test-unit test-cluster lint
+.PHONY: demo venv controlplane cluster-up cluster-down test test-unit test-cluster lint crd chart-lint test-runtime bench-runtime
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -16,6 +16,11 @@ $(VENV)/.installed: pyproject.toml
 
 controlplane:
 	bash hack/controlplane/build.sh
+
+# The main job: local control plane, CRD, the operator (own ServiceAccount and ClusterRole),
+# the examples applied, and `kubectl get md` with the chosen engines and readiness.
+demo: venv controlplane
+	@bash hack/demo.sh
 
 # Starts the local control plane (building it the first time) and prints its KUBECONFIG.
 cluster-up: venv controlplane
@@ -39,10 +44,27 @@ lint: venv
 	$(VENV)/bin/ruff check operator runtime tests hack
 	$(VENV)/bin/mypy operator/kubeinfer runtime/kubeinfer_runtime
 
-# The ModelDeployment CRD, regenerated from the API models (a unit test checks it is current).
+# The ModelDeployment CRD, regenerated from the API models and copied into the Helm chart
+# (unit tests check both copies are current).
 crd: venv
 	$(VENV)/bin/kubeinfer crd -o crds/
+	cp crds/modeldeployments.kubeinfer.io.yaml charts/kubeinfer/crds/
+
+# The Helm chart, linted and rendered for the pinned Kubernetes version (helm comes with the
+# control plane build).
+chart-lint: controlplane
+	bin/helm lint --strict charts/kubeinfer --kube-version 1.35.0
+	bin/helm template kubeinfer charts/kubeinfer --kube-version 1.35.0 >/dev/null
 
 # Time of one engine decision over 1,000 nodes, with a 10-node baseline.
 bench-decide: venv
 	$(PY) benchmarks/bench_decide.py
+
+# The runtime: its unit tests, then real engines (llama.cpp, transformers) on a tiny model
+# the tests build themselves.
+test-runtime: venv
+	$(PY) -m pytest -q -ra tests/runtime tests/e2e
+
+# Time to ready and tokens/s through the runtime versus xllamacpp directly.
+bench-runtime: venv
+	$(PY) benchmarks/bench_runtime.py

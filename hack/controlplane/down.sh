@@ -6,7 +6,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 state=${KUBEINFER_CLUSTER_DIR:-$root/.cache/cluster}
 
-for name in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
+for name in operator kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
   pidfile="$state/$name.pid"
   [ -f "$pidfile" ] || continue
   pid=$(cat "$pidfile")
