@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,16 @@ def http_get(url: str, timeout: float = 5) -> tuple[int, str]:
         return 0, ""  # nothing answers yet
 
 
+def eventually(check: Callable[[], bool], timeout: float = 30) -> bool:
+    """Poll ``check`` until it holds: the runtime acts on engine output asynchronously."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 @dataclass
 class Runtime:
     process: subprocess.Popen[bytes]
@@ -69,6 +79,12 @@ class Runtime:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def termination_message(self) -> str:
+        return self.termination.read_text() if self.termination.exists() else ""
+
+    def runtime_metrics(self) -> str:
+        return http_get(f"http://127.0.0.1:{self.metrics_port}/metrics")[1]
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import tiny_model
-from conftest import Runtime, http_get, listening, start_runtime
+from conftest import Runtime, eventually, http_get, listening, start_runtime
 
 pytestmark = pytest.mark.engine
 openai = pytest.importorskip("openai")
@@ -69,9 +69,8 @@ def test_engine_and_runtime_metrics(runtime: Runtime, client: openai.OpenAI) -> 
     client.completions.create(model="tiny-llama", prompt="Hello", max_tokens=2)
     status, engine = http_get(runtime.base_url + "/metrics")
     assert status == 200 and "llamacpp:prompt_tokens_total" in engine
-    status, own = http_get(f"http://127.0.0.1:{runtime.metrics_port}/metrics")
-    assert status == 200
-    assert "kubeinfer_runtime_ready 1.0" in own
+    assert eventually(lambda: "kubeinfer_runtime_ready 1.0" in runtime.runtime_metrics())
+    own = runtime.runtime_metrics()
     assert 'kubeinfer_runtime_engine_info{engine="llama.cpp",model="tiny-llama"} 1.0' in own
 
 
@@ -84,13 +83,17 @@ def test_prompt_longer_than_n_ctx_is_diagnosed(runtime: Runtime, client: openai.
         client.completions.create(
             model="tiny-llama", prompt="The quick brown fox. " * 100, max_tokens=4
         )
-    line = runtime.termination.read_text()
-    assert line == (
+    expected = (
         "a request exceeded the available context size — increase n_ctx, or decrease "
         "n_parallel to give each slot a larger context\n"
     )
-    _, own = http_get(f"http://127.0.0.1:{runtime.metrics_port}/metrics")
-    assert 'kubeinfer_runtime_diagnoses_total{kind="context_exceeded"} 1.0' in own
+    assert eventually(lambda: runtime.termination_message() == expected)
+    assert eventually(
+        lambda: (
+            'kubeinfer_runtime_diagnoses_total{kind="context_exceeded"} 1.0'
+            in runtime.runtime_metrics()
+        )
+    )
 
 
 def test_bad_param_exits_with_the_key_named_and_nothing_listening(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import tiny_model
-from conftest import Runtime, http_get, start_runtime
+from conftest import Runtime, eventually, http_get, start_runtime
 
 pytestmark = pytest.mark.engine
 pytest.importorskip("vllm", reason="vLLM is not installed in this environment")
@@ -53,5 +53,4 @@ def test_models_chat_completion_streaming(client: openai.OpenAI) -> None:
 def test_metrics(runtime: Runtime) -> None:
     status, engine = http_get(runtime.base_url + "/metrics")
     assert status == 200 and "vllm:prompt_tokens_total" in engine
-    _, own = http_get(f"http://127.0.0.1:{runtime.metrics_port}/metrics")
-    assert "kubeinfer_runtime_ready 1.0" in own
+    assert eventually(lambda: "kubeinfer_runtime_ready 1.0" in runtime.runtime_metrics())
