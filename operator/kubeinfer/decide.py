@@ -19,6 +19,8 @@ Everything is sorted, so the same input gives the same decision whatever the nod
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -94,6 +96,12 @@ class Decision(_Frozen):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
+
+
+def fingerprint(spec: ModelDeploymentSpec) -> str:
+    """A digest of what the decision reads from the spec: everything but the replica count."""
+    inputs = spec.model_dump(mode="json", by_alias=True, exclude={"replicas"})
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def decide(

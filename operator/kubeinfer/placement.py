@@ -188,8 +188,9 @@ def _gpu_layers(spec: ModelDeploymentSpec, profile: NodeProfile, gpus: int) -> G
         return GpuLayers(-1, True, "model size or GPU memory unknown: all layers on the GPU")
     memory = profile.gpu_memory_mib * MiB
     device = fit.GpuDevice(name=profile.gpu_product or "gpu", total_bytes=memory, free_bytes=memory)
+    # llama.cpp's n_ctx already spans all n_parallel slots, so the estimate sees one
+    # sequence of n_ctx (the runtime asks the same way).
     n_ctx = context_length("llama.cpp", params)
-    n_parallel = params.get("n_parallel")
     try:
         layout = fit.layout_from_size(
             model.size_in_billions, model.quantization, context_length=n_ctx
@@ -198,7 +199,6 @@ def _gpu_layers(spec: ModelDeploymentSpec, profile: NodeProfile, gpus: int) -> G
             layout,
             [device] * gpus,
             n_ctx=n_ctx,
-            n_parallel=n_parallel if isinstance(n_parallel, int) and n_parallel > 0 else 1,
         )
     except fit.EstimateError as error:
         # The seed's rule: when the estimate fails, everything goes to the GPU.

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from kubeinfer import conditions as cond
 from kubeinfer.api.v1alpha1 import ModelDeployment, ModelDeploymentStatus
 from kubeinfer.cli import format_validation_error
-from kubeinfer.decide import Decision, decide
+from kubeinfer.decide import Decision, decide, fingerprint
 from kubeinfer.kube import Kube
 from kubeinfer.nodes import NodeFacts
 from kubeinfer.render import ImageSettings, children, selector
@@ -61,7 +61,8 @@ def reconcile(
         status = _invalid_status(body, previous, format_validation_error(error), now)
         return _write(kube, meta, previous, status, None, previous.engine if previous else None, False)
 
-    kept = previous.engine if previous and previous.observed_generation == md.metadata.generation else None
+    decided_for = fingerprint(md.spec)
+    kept = previous.engine if previous and previous.decided_for == decided_for else None
     decision = decide(md.spec, nodes, keep_engine=kept)
     desired_hash = None
     applied = False
@@ -78,6 +79,7 @@ def reconcile(
                 kube.apply(obj)
             applied = True
     status = desired_status(md, previous, decision, desired_hash, deployment, pods, now=now)
+    status = status.model_copy(update={"decided_for": decided_for})
     return _write(kube, meta, previous, status, decision, previous.engine if previous else None, applied)
 
 

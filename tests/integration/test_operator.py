@@ -300,3 +300,31 @@ def test_operator_metrics_count_reconciles_and_decisions(cluster: Cluster, opera
     assert 'kubeinfer_reconciles_total{result="changed",trigger="spec"}' in text
     assert "kubeinfer_reconcile_duration_seconds_count" in text
     assert 'kubeinfer_modeldeployments{condition="Available",status="True"}' in text
+
+
+def test_new_gpu_nodes_and_scaling_keep_the_engine_until_the_spec_changes(cluster: Cluster) -> None:
+    nvidia = [n.metadata.name for n in cluster.core.list_node().items
+              if (n.metadata.labels or {}).get("nvidia.com/gpu.present") == "true"]
+    for name in nvidia:
+        cluster.core.patch_node(name, {"spec": {"unschedulable": True}})
+    try:
+        # A vLLM-listed model, but no usable NVIDIA node: transformers on CPU.
+        cluster.create(model_deployment(
+            "steady", model={"name": "qwen2.5-instruct", "format": "pytorch", "file": None,
+                             "quantization": "none", "sizeInBillions": 0.5},
+        ))
+        wait_for("Available", lambda: cluster.condition_is("steady", "Available", "True"))
+        assert cluster.md("steady")["status"]["engine"] == "transformers"
+    finally:
+        for name in nvidia:
+            cluster.core.patch_node(name, {"spec": {"unschedulable": False}})
+
+    # The GPUs are back and vLLM would now be preferred; scaling must not switch engines.
+    cluster.patch_spec("steady", {"replicas": 2})
+    wait_for("2 ready replicas", lambda: cluster.md("steady")["status"].get("readyReplicas") == 2)
+    assert cluster.md("steady")["status"]["engine"] == "transformers"
+    assert cluster.deployment("steady").metadata.labels["kubeinfer.io/engine"] == "transformers"
+
+    # A real spec change decides again.
+    cluster.patch_spec("steady", {"engineParams": {"max_model_len": 4096}})
+    wait_for("the switch to vLLM", lambda: cluster.md("steady")["status"]["engine"] == "vllm")

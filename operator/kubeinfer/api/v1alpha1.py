@@ -224,6 +224,12 @@ class Condition(_Observed):
 
 class ModelDeploymentStatus(_Observed):
     engine: EngineName | None = None
+    decided_for: str | None = Field(
+        default=None,
+        alias="decidedFor",
+        description="Fingerprint of the spec fields the decision reads (all but replicas); "
+        "the engine is kept while it matches, so new nodes or scaling never switch engines.",
+    )
     candidates: tuple[Candidate, ...] = ()
     placement: Placement | None = None
     endpoint: str | None = None
