@@ -21,6 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from kubeinfer import crd
+from kubeinfer.api.problems import describe
 from kubeinfer.api.v1alpha1 import KIND, ModelDeployment
 from kubeinfer.decide import Decision, decide
 from kubeinfer.nodes import node_facts
@@ -126,7 +127,7 @@ def _operator(args: argparse.Namespace, out: TextIO) -> int:
         try:
             images = ImageSettings.model_validate(_read_documents(args.images)[0] or {})
         except ValidationError as error:
-            raise InputError(f"{args.images}: {format_validation_error(error)}") from None
+            raise InputError(f"{args.images}: {describe(error)}") from None
     # Imported here: explain/render/crd must work without kopf and a cluster.
     from kubeinfer.operator_main import run_operator
 
@@ -167,17 +168,7 @@ def load_model_deployment(path: Path) -> ModelDeployment:
     try:
         return ModelDeployment.from_object(found[0])
     except ValidationError as error:
-        raise InputError(f"{path}: invalid {KIND}:\n{format_validation_error(error)}") from None
-
-
-def format_validation_error(error: ValidationError) -> str:
-    """One line per problem, each starting with the field's path (spec.model.format: ...)."""
-    lines = []
-    for problem in error.errors(include_url=False):
-        path = ".".join(str(part) for part in problem["loc"])
-        message = str(problem["msg"]).removeprefix("Value error, ")
-        lines.append(f"  {path}: {message}" if path else f"  {message}")
-    return "\n".join(lines)
+        raise InputError(f"{path}: invalid {KIND}:\n{describe(error)}") from None
 
 
 def load_nodes(path: Path) -> list[dict[str, Any]]:

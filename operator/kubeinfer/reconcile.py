@@ -15,8 +15,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from kubeinfer import conditions as cond
+from kubeinfer.api.problems import describe
 from kubeinfer.api.v1alpha1 import ModelDeployment, ModelDeploymentStatus
-from kubeinfer.cli import format_validation_error
 from kubeinfer.decide import Decision, decide, fingerprint
 from kubeinfer.kube import Kube
 from kubeinfer.nodes import NodeFacts
@@ -58,7 +58,7 @@ def reconcile(
     try:
         md = ModelDeployment.from_object(dict(body))
     except ValidationError as error:
-        status = _invalid_status(body, previous, format_validation_error(error), now)
+        status = _invalid_status(body, previous, describe(error), now)
         return _write(kube, meta, previous, status, None, previous.engine if previous else None, False)
 
     decided_for = fingerprint(md.spec)
