@@ -11,16 +11,22 @@ from prometheus_client.registry import Collector
 REGISTRY = CollectorRegistry()
 
 RECONCILES = Counter(
-    "kubeinfer_reconciles", "ModelDeployment reconciles by result and trigger.",
-    ["result", "trigger"], registry=REGISTRY,
+    "kubeinfer_reconciles",
+    "ModelDeployment reconciles by result and trigger.",
+    ["result", "trigger"],
+    registry=REGISTRY,
 )
 RECONCILE_SECONDS = Histogram(
-    "kubeinfer_reconcile_duration_seconds", "Time of one reconcile (decide, render, apply, status).",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY,
+    "kubeinfer_reconcile_duration_seconds",
+    "Time of one reconcile (decide, render, apply, status).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
 )
 DECISIONS = Counter(
-    "kubeinfer_decisions", "Engine decisions that changed a ModelDeployment's engine.",
-    ["engine"], registry=REGISTRY,
+    "kubeinfer_decisions",
+    "Engine decisions that changed a ModelDeployment's engine.",
+    ["engine"],
+    registry=REGISTRY,
 )
 
 
@@ -33,7 +39,8 @@ class ConditionsCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
-            "kubeinfer_modeldeployments", "ModelDeployments by condition and status.",
+            "kubeinfer_modeldeployments",
+            "ModelDeployments by condition and status.",
             labels=["condition", "status"],
         )
         counts: dict[tuple[str, str], int] = {}

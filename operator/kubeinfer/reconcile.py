@@ -59,7 +59,7 @@ def reconcile(
         md = ModelDeployment.from_object(dict(body))
     except ValidationError as error:
         status = _invalid_status(body, previous, describe(error), now)
-        return _write(kube, meta, previous, status, None, previous.engine if previous else None, False)
+        return _write(kube, meta, previous, status, None, applied=False)
 
     decided_for = fingerprint(md.spec)
     kept = previous.engine if previous and previous.decided_for == decided_for else None
@@ -80,7 +80,7 @@ def reconcile(
             applied = True
     status = desired_status(md, previous, decision, desired_hash, deployment, pods, now=now)
     status = status.model_copy(update={"decided_for": decided_for})
-    return _write(kube, meta, previous, status, decision, previous.engine if previous else None, applied)
+    return _write(kube, meta, previous, status, decision, applied=applied)
 
 
 def parse_status(raw: Any) -> ModelDeploymentStatus | None:
@@ -97,9 +97,12 @@ def _invalid_status(
 ) -> ModelDeploymentStatus:
     generation = body["metadata"].get("generation")
     invalid = cond.condition(
-        cond.ENGINE_SELECTED, "False", cond.INVALID_SPEC,
+        cond.ENGINE_SELECTED,
+        "False",
+        cond.INVALID_SPEC,
         f"the spec is invalid and nothing was changed:\n{problems}",
-        generation=generation, now=now,
+        generation=generation,
+        now=now,
     )
     kept = previous or ModelDeploymentStatus()
     return kept.model_copy(
@@ -117,10 +120,11 @@ def _write(
     previous: ModelDeploymentStatus | None,
     status: ModelDeploymentStatus,
     decision: Decision | None,
-    previous_engine: str | None,
+    *,
     applied: bool,
 ) -> Outcome:
     patch = status_patch(previous, status)
     if patch is not None:
         kube.patch_status(meta["namespace"], meta["name"], patch)
+    previous_engine = previous.engine if previous else None
     return Outcome(decision, previous_engine, applied, status, patch is not None)

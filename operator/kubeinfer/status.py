@@ -28,8 +28,12 @@ def desired_status(
     new: list[Condition] = [cond.engine_selected(decision, generation=generation, now=now)]
     if decision.engine is not None:
         new += workload_conditions(
-            deployment, pods, desired_hash=desired_hash, desired_replicas=md.spec.replicas,
-            generation=generation, now=now,
+            deployment,
+            pods,
+            desired_hash=desired_hash,
+            desired_replicas=md.spec.replicas,
+            generation=generation,
+            now=now,
         )
     conditions = previous.conditions if previous else ()
     for condition in new:
@@ -50,7 +54,9 @@ def desired_status(
     )
 
 
-def status_patch(current: ModelDeploymentStatus | None, desired: ModelDeploymentStatus) -> dict[str, Any] | None:
+def status_patch(
+    current: ModelDeploymentStatus | None, desired: ModelDeploymentStatus
+) -> dict[str, Any] | None:
     """The merge patch that turns `current` into `desired`, or None when they agree."""
     old = current.model_dump(mode="json", by_alias=True) if current else {}
     new = desired.model_dump(mode="json", by_alias=True)

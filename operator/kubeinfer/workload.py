@@ -17,10 +17,19 @@ from kubeinfer import conditions as cond
 from kubeinfer.api.v1alpha1 import Condition
 from kubeinfer.render.children import POD_TEMPLATE_HASH
 
+_OOM_REMEDY = "raise spec.resources.memory"
+
 # Container waiting reasons that mean the runtime keeps failing, not that it is starting.
 _FAILING_WAIT_REASONS = frozenset(
-    {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",
-     "InvalidImageName", "CreateContainerError", "RunContainerError"}
+    {
+        "CrashLoopBackOff",
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "CreateContainerConfigError",
+        "InvalidImageName",
+        "CreateContainerError",
+        "RunContainerError",
+    }
 )
 
 
@@ -76,11 +85,20 @@ def summarize_pod(body: Mapping[str, Any]) -> PodSummary:
 def _container_failure(statuses: Iterable[Mapping[str, Any]]) -> str | None:
     for container in statuses:
         state, last = container.get("state") or {}, container.get("lastState") or {}
-        for terminated in (state.get("terminated"), last.get("terminated")):
+        # A restarted container that runs and is ready again has recovered: its last crash is
+        # history (lastState keeps it until the next one). While it restarts, it is the news.
+        recovered = bool(state.get("running")) and bool(container.get("ready"))
+        previous = None if recovered else last.get("terminated")
+        for terminated in (state.get("terminated"), previous):
             if terminated and terminated.get("exitCode", 0) != 0:
                 message = (terminated.get("message") or "").strip()
+                if message:
+                    return message.splitlines()[-1]
                 code = terminated.get("exitCode")
-                return message.splitlines()[-1] if message else f"runtime exited with code {code}"
+                if terminated.get("reason") == "OOMKilled":
+                    # The kernel killed it at the memory limit: the runtime wrote nothing.
+                    return f"runtime exited with code {code} (OOMKilled) — {_OOM_REMEDY}"
+                return f"runtime exited with code {code}"
         waiting = state.get("waiting") or {}
         if waiting.get("reason") in _FAILING_WAIT_REASONS:
             return f"{waiting['reason']}: {waiting.get('message') or 'container cannot start'}"
@@ -106,9 +124,12 @@ def workload_conditions(
     pending = next((p for p in current if p.unschedulable), None)
     if pending and not cond.is_true((available,), cond.AVAILABLE):
         available = cond.condition(
-            cond.AVAILABLE, "False", cond.UNSCHEDULABLE,
+            cond.AVAILABLE,
+            "False",
+            cond.UNSCHEDULABLE,
             f"pod {pending.name} cannot be scheduled: {pending.unschedulable}",
-            generation=generation, now=now,
+            generation=generation,
+            now=now,
         )
     return (
         available,
@@ -126,14 +147,21 @@ def _progressing(
 ) -> Condition:
     if deployment is None:
         return cond.condition(
-            cond.PROGRESSING, "True", cond.DEPLOYING, "creating the Deployment",
-            generation=generation, now=now,
+            cond.PROGRESSING,
+            "True",
+            cond.DEPLOYING,
+            "creating the Deployment",
+            generation=generation,
+            now=now,
         )
     if pending:
         return cond.condition(
-            cond.PROGRESSING, "False", cond.UNSCHEDULABLE,
+            cond.PROGRESSING,
+            "False",
+            cond.UNSCHEDULABLE,
             f"pod {pending.name} cannot be scheduled: {pending.unschedulable}",
-            generation=generation, now=now,
+            generation=generation,
+            now=now,
         )
     rolled_out = (
         deployment.template_hash == desired_hash
@@ -143,14 +171,21 @@ def _progressing(
     )
     if rolled_out:
         return cond.condition(
-            cond.PROGRESSING, "False", cond.ROLLOUT_COMPLETE, "every replica runs the current spec",
-            generation=generation, now=now,
+            cond.PROGRESSING,
+            "False",
+            cond.ROLLOUT_COMPLETE,
+            "every replica runs the current spec",
+            generation=generation,
+            now=now,
         )
     return cond.condition(
-        cond.PROGRESSING, "True", cond.DEPLOYING,
+        cond.PROGRESSING,
+        "True",
+        cond.DEPLOYING,
         f"{deployment.updated_replicas}/{deployment.replicas} replicas updated, "
         f"{deployment.ready_replicas} ready",
-        generation=generation, now=now,
+        generation=generation,
+        now=now,
     )
 
 
@@ -158,10 +193,18 @@ def _degraded(current: list[PodSummary], generation: int | None, now: datetime) 
     failing = next((p for p in current if p.failure), None)
     if failing:
         return cond.condition(
-            cond.DEGRADED, "True", cond.ENGINE_FAILED, f"pod {failing.name}: {failing.failure}",
-            generation=generation, now=now,
+            cond.DEGRADED,
+            "True",
+            cond.ENGINE_FAILED,
+            f"pod {failing.name}: {failing.failure}",
+            generation=generation,
+            now=now,
         )
     return cond.condition(
-        cond.DEGRADED, "False", cond.AS_EXPECTED, "no runtime failures reported",
-        generation=generation, now=now,
+        cond.DEGRADED,
+        "False",
+        cond.AS_EXPECTED,
+        "no runtime failures reported",
+        generation=generation,
+        now=now,
     )
