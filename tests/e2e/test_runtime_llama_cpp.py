@@ -118,3 +118,12 @@ def test_sigint_stops_the_server_and_frees_the_port(
         assert not listening(rt.port)
     finally:
         rt.stop()
+
+
+def test_a_broken_gguf_fails_with_a_termination_message(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    rt = start_runtime(tmp_path, "llama.cpp", broken, {})
+    assert rt.process.wait(timeout=60) == 1
+    assert rt.termination_message().startswith("llama.cpp failed to start")
+    assert not listening(rt.port)

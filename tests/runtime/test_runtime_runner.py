@@ -54,3 +54,10 @@ def test_death_by_signal_is_reported_as_a_shell_would(tmp_path: Path) -> None:
     ctx, _, _ = context(tmp_path)
     code = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
     assert run_command([sys.executable, "-c", code], ctx) == 137
+
+
+def test_an_unexplained_failure_still_leaves_a_message(tmp_path: Path) -> None:
+    ctx, _, termination = context(tmp_path)
+    assert run_command([sys.executable, "-c", "raise SystemExit(4)"], ctx) == 4
+    assert termination.read_text().startswith("python")
+    assert "exited with code 4 — see the container log" in termination.read_text()

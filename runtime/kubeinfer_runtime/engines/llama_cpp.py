@@ -85,8 +85,8 @@ def run(config: RuntimeConfig, model_path: Path, ctx: RunContext) -> int:
     with handle_signals(lambda *_: stop.set()), ctx.engine_output_on_stderr():
         try:
             server = xllamacpp.Server(params)
-        except Exception as err:
-            log.error("llama.cpp failed to start: %s", err)
+        except Exception as err:  # the engine's own reason is in its log, diagnosed or not
+            ctx.engine_failed(f"llama.cpp failed to start: {err}")
             return 1
         try:
             ready = wait_until_ready(

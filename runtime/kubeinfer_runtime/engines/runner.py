@@ -26,6 +26,7 @@ from typing import Any
 from ..logs import get_logger
 from ..metrics import RuntimeMetrics
 from ..readiness import wait_until_ready
+from ..termination import write_termination_message
 from ..watch import EngineWatcher, pump, tee_fd
 
 log = get_logger("runner")
@@ -43,6 +44,13 @@ class RunContext:
         self.metrics.ready.set(1)
         self.metrics.time_to_ready.set(elapsed)
         log.info("engine ready after %.2f s", elapsed)
+
+    def engine_failed(self, what: str) -> None:
+        """A failure no diagnosis explained still leaves a termination message."""
+        if self.watcher.last is None:
+            message = f"{what} — see the container log for the engine's own error"
+            log.error("%s", message)
+            write_termination_message(self.watcher.termination_path, message)
 
     @contextmanager
     def engine_output_on_stderr(self) -> Iterator[None]:
@@ -85,7 +93,11 @@ def run_command(argv: list[str], ctx: RunContext, cwd: Path | None = None) -> in
         return 127
     os.close(write_fd)
 
+    stopping = False
+
     def forward(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
         log.info("forwarding %s to the engine", signal.Signals(signum).name)
         child.send_signal(signum)
 
@@ -101,4 +113,7 @@ def run_command(argv: list[str], ctx: RunContext, cwd: Path | None = None) -> in
     os.close(read_fd)
     ctx.metrics.ready.set(0)
     log.info("engine exited with code %d", code)
-    return 128 - code if code < 0 else code
+    code = 128 - code if code < 0 else code
+    if code != 0 and not stopping:
+        ctx.engine_failed(f"{Path(argv[0]).name} exited with code {code}")
+    return code
