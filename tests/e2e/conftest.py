@@ -90,14 +90,14 @@ class Runtime:
         return self.log.read_text(errors="replace")
 
     def wait_ready(self, timeout: float) -> None:
+        """Return once the engine answers /health; otherwise stop the runtime and fail."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"runtime exited {self.process.returncode}:\n{self.output()}")
+        while time.monotonic() < deadline and self.process.poll() is None:
             if http_get(self.base_url + "/health", timeout=2)[0] == 200:
                 return
             time.sleep(0.1)
-        raise AssertionError(f"runtime not ready after {timeout}s:\n{self.output()[-4000:]}")
+        code = self.stop()  # never leave a runtime behind a failed fixture
+        raise AssertionError(f"runtime not ready (exit {code}):\n{self.output()[-4000:]}")
 
     def stop(self, timeout: float = 30) -> int:
         if self.process.poll() is None:
