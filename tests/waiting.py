@@ -9,7 +9,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60, every: float = 0.25) -> T:
+def wait_for(
+    what: str, check: Callable[[], T | None], timeout: float = 60, every: float = 0.25
+) -> T:
     """Call `check` until it returns something truthy; fail with `what` and the last value."""
     deadline = time.monotonic() + timeout
     last: T | None = None

@@ -6,11 +6,11 @@ talks to the Kubernetes API. Pure data, no I/O.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-API_VERSION = "runtime.kubeinfer.io/v1"
+API_VERSION: Final = "runtime.kubeinfer.io/v1"
 EngineName = Literal["llama.cpp", "vllm", "sglang", "transformers", "mlx"]
 ENGINE_NAMES: tuple[str, ...] = ("llama.cpp", "vllm", "sglang", "transformers", "mlx")
 PVC_MOUNT_ROOT = "/mnt/pvc"

@@ -89,7 +89,9 @@ def test_scheduler_places_gpu_pods_by_product_and_capacity(api_client, namespace
 
     def unschedulable_condition() -> client.V1PodCondition | None:
         conditions = core.read_namespaced_pod("too-big", namespace).status.conditions or []
-        return next((c for c in conditions if c.type == "PodScheduled" and c.status == "False"), None)
+        return next(
+            (c for c in conditions if c.type == "PodScheduled" and c.status == "False"), None
+        )
 
     condition = wait_for("the 9-GPU pod's scheduling condition", unschedulable_condition)
     assert condition.reason == "Unschedulable"
