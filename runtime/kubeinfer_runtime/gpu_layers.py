@@ -76,30 +76,31 @@ def decide(
     gpus: Sequence[GpuDevice],
     *,
     n_ctx: int,
-    n_parallel: int = 1,
     kv_cache_type: str = "f16",
     flash_attn: bool = False,
 ) -> GpuLayerDecision:
     """The layers to offload and the split; every layer to the GPU when there is no estimate.
 
     ``n_ctx`` is llama.cpp's server n_ctx (all slots together; 0 = the model's own), so
-    the estimate is asked with ``n_parallel=1`` as fit's doc says.
+    the estimate sees one sequence of that length, as fit's doc says.
     """
     ctx = n_ctx if n_ctx > 0 else (layout.context_length if layout else 0)
-    kw = {"n_ctx": ctx, "n_parallel": 1, "kv_cache_type": kv_cache_type, "flash_attn": flash_attn}
-    if layout is None:
-        n, reason = gpu_layers_or_all(None, gpus, **kw)
-        return GpuLayerDecision(n, (), reason)
-    try:
-        plan = estimate_gpu_layers(layout, gpus, **kw)
-    except EstimateError:
-        n, reason = gpu_layers_or_all(layout, gpus, **kw)
-        return GpuLayerDecision(n, (), reason)
-    split = (
-        plan.tensor_split if _split_is_usable(plan.tensor_split, plan.layers_per_gpu, gpus) else ()
+    if layout is not None:
+        try:
+            plan = estimate_gpu_layers(
+                layout, gpus, n_ctx=ctx, kv_cache_type=kv_cache_type, flash_attn=flash_attn
+            )
+        except EstimateError:
+            pass  # gpu_layers_or_all below gives the seed's fallback and says why
+        else:
+            usable = _split_is_usable(plan.tensor_split, plan.layers_per_gpu, gpus)
+            split = plan.tensor_split if usable else ()
+            reason = plan.reason + (f"; tensor_split {list(split)}" if split else "")
+            return GpuLayerDecision(plan.n_gpu_layers, split, reason)
+    n, reason = gpu_layers_or_all(
+        layout, gpus, n_ctx=ctx, kv_cache_type=kv_cache_type, flash_attn=flash_attn
     )
-    reason = plan.reason + (f"; tensor_split {list(split)}" if split else "")
-    return GpuLayerDecision(plan.n_gpu_layers, split, reason)
+    return GpuLayerDecision(n, (), reason)
 
 
 def _split_is_usable(
