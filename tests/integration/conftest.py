@@ -51,10 +51,17 @@ class OperatorProcess:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(Path(sys.executable).parent / "kubeinfer"), "operator",
-                 "--metrics-port", str(self.metrics_port),
-                 "--liveness-port", str(self.liveness_port)],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    str(Path(sys.executable).parent / "kubeinfer"),
+                    "operator",
+                    "--metrics-port",
+                    str(self.metrics_port),
+                    "--liveness-port",
+                    str(self.liveness_port),
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -92,7 +99,8 @@ def _operator_kubeconfig(api_client: client.ApiClient, admin_kubeconfig: str, pa
     core, rbac = client.CoreV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
     _ignore_conflict(core.create_namespace, {"metadata": {"name": OPERATOR_NAMESPACE}})
     _ignore_conflict(
-        core.create_namespaced_service_account, OPERATOR_NAMESPACE,
+        core.create_namespaced_service_account,
+        OPERATOR_NAMESPACE,
         {"metadata": {"name": OPERATOR_NAME}},
     )
     role = {"metadata": {"name": OPERATOR_NAME}, "rules": yaml.safe_load(RBAC_RULES.read_text())}
@@ -106,10 +114,14 @@ def _operator_kubeconfig(api_client: client.ApiClient, admin_kubeconfig: str, pa
         rbac.create_cluster_role_binding,
         {
             "metadata": {"name": OPERATOR_NAME},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                        "name": OPERATOR_NAME},
-            "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_NAME,
-                          "namespace": OPERATOR_NAMESPACE}],
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": OPERATOR_NAME,
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": OPERATOR_NAME, "namespace": OPERATOR_NAMESPACE}
+            ],
         },
     )
     token = core.create_namespaced_service_account_token(
@@ -118,31 +130,52 @@ def _operator_kubeconfig(api_client: client.ApiClient, admin_kubeconfig: str, pa
     admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
     context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
     cluster = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "operator",
-        "clusters": [cluster],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator",
-                      "context": {"cluster": cluster["name"], "user": "operator"}}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "operator",
+                "clusters": [cluster],
+                "users": [{"name": "operator", "user": {"token": token}}],
+                "contexts": [
+                    {
+                        "name": "operator",
+                        "context": {"cluster": cluster["name"], "user": "operator"},
+                    }
+                ],
+            }
+        )
+    )
 
 
 @pytest.fixture(scope="session")
 def crd_installed(kube_env: dict[str, str]) -> None:
     subprocess.run(
         ["kubectl", "apply", "--server-side", "--force-conflicts", "-f", str(CRD)],
-        env=kube_env, check=True, capture_output=True,
+        env=kube_env,
+        check=True,
+        capture_output=True,
     )
     subprocess.run(
-        ["kubectl", "wait", "--for=condition=Established", "--timeout=30s",
-         "crd/modeldeployments.kubeinfer.io"],
-        env=kube_env, check=True, capture_output=True,
+        [
+            "kubectl",
+            "wait",
+            "--for=condition=Established",
+            "--timeout=30s",
+            "crd/modeldeployments.kubeinfer.io",
+        ],
+        env=kube_env,
+        check=True,
+        capture_output=True,
     )
 
 
 @pytest.fixture(scope="session")
 def operator(
-    crd_installed: None, api_client: client.ApiClient, kubeconfig: str,
+    crd_installed: None,
+    api_client: client.ApiClient,
+    kubeconfig: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     workdir = tmp_path_factory.mktemp("operator")
@@ -156,5 +189,7 @@ def operator(
         process.stop()
         # An RBAC denial means the ClusterRole lacks a rule (namespaces that tests delete
         # refuse writes too, but those name no user).
-        denials = re.findall(r'User "system:serviceaccount:[^"]+" cannot [^"]+', process.log.read_text())
+        denials = re.findall(
+            r'User "system:serviceaccount:[^"]+" cannot [^"]+', process.log.read_text()
+        )
         assert not denials, denials[:3]

@@ -70,8 +70,10 @@ def test_deployment_runs_pods_and_owner_deletion_collects_them(api_client, names
     apps.delete_namespaced_deployment("web", namespace, propagation_policy="Background")
     wait_for(
         "the ReplicaSet and pods to be garbage-collected",
-        lambda: not apps.list_namespaced_replica_set(namespace).items
-        and not core.list_namespaced_pod(namespace).items,
+        lambda: (
+            not apps.list_namespaced_replica_set(namespace).items
+            and not core.list_namespaced_pod(namespace).items
+        ),
     )
 
 
@@ -102,7 +104,10 @@ def test_scheduler_places_gpu_pods_by_product_and_capacity(api_client, namespace
 def test_kubectl_and_helm_use_the_written_kubeconfig(kube_env, namespace, tmp_path: Path) -> None:
     listed = subprocess.run(
         ["kubectl", "get", "nodes", "-L", "nvidia.com/gpu.product", "-o", "json"],
-        env=kube_env, capture_output=True, text=True, check=True,
+        env=kube_env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert len(json.loads(listed.stdout)["items"]) >= 8
 
@@ -116,13 +121,31 @@ def test_kubectl_and_helm_use_the_written_kubeconfig(kube_env, namespace, tmp_pa
     (chart / "values.yaml").write_text("greeting: hello\n")
     subprocess.run(
         ["helm", "install", "demo", str(chart), "-n", namespace, "--set", "greeting=hi", "--wait"],
-        env=kube_env, check=True, capture_output=True, text=True,
+        env=kube_env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     got = subprocess.run(
-        ["kubectl", "get", "configmap", "demo-settings", "-n", namespace,
-         "-o", "jsonpath={.data.greeting}"],
-        env=kube_env, capture_output=True, text=True, check=True,
+        [
+            "kubectl",
+            "get",
+            "configmap",
+            "demo-settings",
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={.data.greeting}",
+        ],
+        env=kube_env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert got.stdout == "hi"
-    subprocess.run(["helm", "uninstall", "demo", "-n", namespace], env=kube_env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["helm", "uninstall", "demo", "-n", namespace],
+        env=kube_env,
+        check=True,
+        capture_output=True,
+    )

@@ -50,23 +50,26 @@ def release(
     """
     name = f"ki-{namespace.rsplit('-', 1)[-1]}"
     skip_crds = ["--skip-crds"] if crd_exists(api_client) else []
-    installed = run(
-        ["helm", "install", name, str(CHART), "-n", namespace, *skip_crds], kube_env
-    )
+    installed = run(["helm", "install", name, str(CHART), "-n", namespace, *skip_crds], kube_env)
     assert "kubeinfer 0.1.0 is installed" in installed.stdout  # NOTES.txt
     try:
         yield name
     finally:
         subprocess.run(
             ["helm", "uninstall", name, "-n", namespace, "--wait", "--timeout", "60s"],
-            env=kube_env, capture_output=True, check=False,
+            env=kube_env,
+            capture_output=True,
+            check=False,
         )
 
 
 def can_i(kube_env: dict[str, str], account: str, *request: str) -> bool:
     result = subprocess.run(
         ["kubectl", "auth", "can-i", "--as", account, *request],
-        env=kube_env, capture_output=True, text=True, check=False,
+        env=kube_env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return result.stdout.strip() == "yes"
 
@@ -132,8 +135,17 @@ def test_upgrade_with_new_runtime_images_updates_the_config_map(
 
     before = checksum()
     run(
-        ["helm", "upgrade", release, str(CHART), "-n", namespace, "--reuse-values",
-         "--set", "runtimeImages.vllm.cuda=registry.local/vllm:0.11.0-cu128"],
+        [
+            "helm",
+            "upgrade",
+            release,
+            str(CHART),
+            "-n",
+            namespace,
+            "--reuse-values",
+            "--set",
+            "runtimeImages.vllm.cuda=registry.local/vllm:0.11.0-cu128",
+        ],
         kube_env,
     )
     images = yaml.safe_load(

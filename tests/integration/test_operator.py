@@ -4,6 +4,8 @@ the truth, and nothing is lost or orphaned across spec changes, deletions and cr
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -19,12 +21,21 @@ H100 = "NVIDIA-H100-80GB-HBM3"
 
 
 def model_deployment(name: str, **spec: Any) -> dict[str, Any]:
-    model = {"name": "qwen2.5-instruct", "format": "gguf", "quantization": "Q4_K_M",
-             "sizeInBillions": 0.5, "uri": "hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF",
-             "file": "qwen2.5-0.5b-instruct-q4_k_m.gguf"}
+    model = {
+        "name": "qwen2.5-instruct",
+        "format": "gguf",
+        "quantization": "Q4_K_M",
+        "sizeInBillions": 0.5,
+        "uri": "hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF",
+        "file": "qwen2.5-0.5b-instruct-q4_k_m.gguf",
+    }
     model.update(spec.pop("model", {}))
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelDeployment",
-            "metadata": {"name": name}, "spec": {"model": model, **spec}}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {"model": model, **spec},
+    }
 
 
 class Cluster:
@@ -68,13 +79,33 @@ class Cluster:
         return list(self.core.list_namespaced_pod(self.ns, label_selector=selector).items)
 
     def running_pods(self, name: str, count: int = 1) -> list[client.V1Pod]:
-        pods = [p for p in self.pods(name) if p.status.phase == "Running"
-                and not p.metadata.deletion_timestamp]
+        pods = [
+            p
+            for p in self.pods(name)
+            if p.status.phase == "Running" and not p.metadata.deletion_timestamp
+        ]
         return pods if len(pods) == count else []
 
     def runtime_config(self, name: str) -> dict[str, Any]:
         data = self.core.read_namespaced_config_map(name, self.ns).data
         return dict(yaml.safe_load(data["runtime.yaml"]))
+
+
+@contextmanager
+def nvidia_nodes_cordoned(cluster: Cluster) -> Iterator[None]:
+    """Every NVIDIA node unschedulable for a while: a cluster without usable NVIDIA GPUs."""
+    nvidia = [
+        n.metadata.name
+        for n in cluster.core.list_node().items
+        if (n.metadata.labels or {}).get("nvidia.com/gpu.present") == "true"
+    ]
+    for name in nvidia:
+        cluster.core.patch_node(name, {"spec": {"unschedulable": True}})
+    try:
+        yield
+    finally:
+        for name in nvidia:
+            cluster.core.patch_node(name, {"spec": {"unschedulable": False}})
 
 
 @pytest.fixture
@@ -95,8 +126,11 @@ def test_gguf_model_runs_on_llama_cpp_and_kubectl_shows_it(cluster: Cluster, kub
     assert md["status"]["engine"] == "llama.cpp"
     assert cluster.runtime_config("qwen")["engine"] == "llama.cpp"
     listed = subprocess.run(
-        ["kubectl", "get", "md", "qwen", "-n", cluster.ns], env=kube_env,
-        capture_output=True, text=True, check=True,
+        ["kubectl", "get", "md", "qwen", "-n", cluster.ns],
+        env=kube_env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     header, row = listed.splitlines()
     assert header.split()[:4] == ["NAME", "ENGINE", "READY", "ENDPOINT"]
@@ -104,11 +138,19 @@ def test_gguf_model_runs_on_llama_cpp_and_kubectl_shows_it(cluster: Cluster, kub
 
 
 def test_vllm_listed_model_on_eight_h100s_runs_tensor_parallel(cluster: Cluster) -> None:
-    cluster.create(model_deployment(
-        "llama", model={"name": "llama-3.3-instruct", "format": "pytorch", "quantization": "none",
-                        "sizeInBillions": 70, "file": None},
-        resources={"gpus": 8},
-    ))
+    cluster.create(
+        model_deployment(
+            "llama",
+            model={
+                "name": "llama-3.3-instruct",
+                "format": "pytorch",
+                "quantization": "none",
+                "sizeInBillions": 70,
+                "file": None,
+            },
+            resources={"gpus": 8},
+        )
+    )
     pods = wait_for("a Running vLLM pod", lambda: cluster.running_pods("llama"))
     assert cluster.md("llama")["status"]["engine"] == "vllm"
     assert cluster.runtime_config("llama")["params"]["tensor_parallel_size"] == 8
@@ -119,11 +161,19 @@ def test_vllm_listed_model_on_eight_h100s_runs_tensor_parallel(cluster: Cluster)
 
 
 def test_model_outside_vllm_list_falls_back_to_transformers(cluster: Cluster) -> None:
-    cluster.create(model_deployment(
-        "phi", model={"name": "phi-3-mini", "format": "pytorch", "quantization": "none",
-                      "sizeInBillions": 4, "file": None},
-        resources={"gpus": 1},
-    ))
+    cluster.create(
+        model_deployment(
+            "phi",
+            model={
+                "name": "phi-3-mini",
+                "format": "pytorch",
+                "quantization": "none",
+                "sizeInBillions": 4,
+                "file": None,
+            },
+            resources={"gpus": 1},
+        )
+    )
     wait_for("Available", lambda: cluster.condition_is("phi", "Available", "True"))
     status = cluster.md("phi")["status"]
     assert status["engine"] == "transformers"
@@ -134,27 +184,32 @@ def test_model_outside_vllm_list_falls_back_to_transformers(cluster: Cluster) ->
 def test_forced_vllm_without_nvidia_nodes_waits_then_runs_when_they_return(
     cluster: Cluster, api_client
 ) -> None:
-    nvidia = [n.metadata.name for n in cluster.core.list_node().items
-              if (n.metadata.labels or {}).get("nvidia.com/gpu.present") == "true"]
-    for name in nvidia:
-        cluster.core.patch_node(name, {"spec": {"unschedulable": True}})
-    try:
-        cluster.create(model_deployment(
-            "forced", model={"name": "qwen2.5-instruct", "format": "pytorch", "file": None,
-                             "quantization": "none", "sizeInBillions": 7},
-            engine="vllm", resources={"gpus": 1},
-        ))
+    with nvidia_nodes_cordoned(cluster):
+        cluster.create(
+            model_deployment(
+                "forced",
+                model={
+                    "name": "qwen2.5-instruct",
+                    "format": "pytorch",
+                    "file": None,
+                    "quantization": "none",
+                    "sizeInBillions": 7,
+                },
+                engine="vllm",
+                resources={"gpus": 1},
+            )
+        )
         selected = wait_for(
-            "EngineSelected False", lambda: cluster.condition_is("forced", "EngineSelected", "False")
+            "EngineSelected False",
+            lambda: cluster.condition_is("forced", "EngineSelected", "False"),
         )
         assert selected["reason"] == "RequestedEngineCannotRun"
         assert "vllm" in selected["message"]
         assert cluster.deployment("forced") is None
-    finally:
-        for name in nvidia:
-            cluster.core.patch_node(name, {"spec": {"unschedulable": False}})
     # The nodes came back: the waiting ModelDeployment is re-evaluated without a spec change.
-    wait_for("EngineSelected True", lambda: cluster.condition_is("forced", "EngineSelected", "True"))
+    wait_for(
+        "EngineSelected True", lambda: cluster.condition_is("forced", "EngineSelected", "True")
+    )
     assert cluster.md("forced")["status"]["engine"] == "vllm"
     wait_for("the Deployment", lambda: cluster.deployment("forced"))
 
@@ -162,14 +217,24 @@ def test_forced_vllm_without_nvidia_nodes_waits_then_runs_when_they_return(
 def test_more_gpus_than_any_node_leaves_pods_pending_with_the_schedulers_reason(
     cluster: Cluster,
 ) -> None:
-    cluster.create(model_deployment(
-        "huge", model={"name": "llama-3.1-instruct", "format": "pytorch", "file": None,
-                       "quantization": "none", "sizeInBillions": 405},
-        resources={"gpus": 9},
-    ))
+    cluster.create(
+        model_deployment(
+            "huge",
+            model={
+                "name": "llama-3.1-instruct",
+                "format": "pytorch",
+                "file": None,
+                "quantization": "none",
+                "sizeInBillions": 405,
+            },
+            resources={"gpus": 9},
+        )
+    )
     available = wait_for(
         "Available False/Unschedulable",
-        lambda: (c := cluster.condition("huge", "Available")) and c["reason"] == "Unschedulable" and c,
+        lambda: (
+            (c := cluster.condition("huge", "Available")) and c["reason"] == "Unschedulable" and c
+        ),
     )
     assert "Insufficient nvidia.com/gpu" in available["message"]
     assert all(p.status.phase == "Pending" for p in cluster.pods("huge"))
@@ -178,10 +243,14 @@ def test_more_gpus_than_any_node_leaves_pods_pending_with_the_schedulers_reason(
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"model": {"format": "gguf", "file": None}},
-         "spec.model.file is required when spec.model.format is gguf"),
-        ({"engine": "mlx", "model": {"format": "pytorch", "file": None}},
-         "spec.engine mlx needs spec.model.format"),
+        (
+            {"model": {"format": "gguf", "file": None}},
+            "spec.model.file is required when spec.model.format is gguf",
+        ),
+        (
+            {"engine": "mlx", "model": {"format": "pytorch", "file": None}},
+            "spec.engine mlx needs spec.model.format",
+        ),
         ({"model": {"format": "onnx"}}, "spec.model.format"),
         ({"replicas": -1}, "spec.replicas"),
     ],
@@ -209,33 +278,60 @@ def test_spec_change_rolls_out_and_delete_removes_children(cluster: Cluster) -> 
 
     wait_for("a new pod template", rolled)
     assert cluster.runtime_config("roll")["params"]["n_ctx"] == 8192
-    wait_for("the rollout to finish", lambda: cluster.condition_is("roll", "Progressing", "False")
-             and cluster.md("roll")["status"]["observedGeneration"] == 2
-             and cluster.condition_is("roll", "Available", "True"))
+    wait_for(
+        "the rollout to finish",
+        lambda: (
+            cluster.condition_is("roll", "Progressing", "False")
+            and cluster.md("roll")["status"]["observedGeneration"] == 2
+            and cluster.condition_is("roll", "Available", "True")
+        ),
+    )
 
     cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, cluster.ns, PLURAL, "roll")
     wait_for(
         "children to be garbage-collected",
-        lambda: cluster.deployment("roll") is None and not cluster.pods("roll")
-        and not [s for s in cluster.core.list_namespaced_service(cluster.ns).items
-                 if s.metadata.name == "roll"],
+        lambda: (
+            cluster.deployment("roll") is None
+            and not cluster.pods("roll")
+            and not [
+                s
+                for s in cluster.core.list_namespaced_service(cluster.ns).items
+                if s.metadata.name == "roll"
+            ]
+        ),
     )
 
 
 def test_runtime_failure_reaches_degraded_with_the_diagnosis(cluster: Cluster) -> None:
     cluster.create(model_deployment("sick", resources={"gpus": 0}))
     pod = wait_for("a Running pod", lambda: cluster.running_pods("sick"))[0]
-    diagnosis = ("KV cache full: the prompt does not fit the KV cache - reduce n_ctx, "
-                 "raise n_parallel, or lower n_gpu_layers")
+    diagnosis = (
+        "KV cache full: the prompt does not fit the KV cache - reduce n_ctx, "
+        "raise n_parallel, or lower n_gpu_layers"
+    )
     # What the kubelet reports after the runtime wrote its termination message and exited.
-    cluster.core.patch_namespaced_pod_status(pod.metadata.name, cluster.ns, {"status": {
-        "containerStatuses": [{
-            "name": "runtime", "image": pod.spec.containers[0].image, "imageID": "",
-            "ready": False, "restartCount": 1, "started": False,
-            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}},
-            "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": diagnosis}},
-        }],
-    }})
+    cluster.core.patch_namespaced_pod_status(
+        pod.metadata.name,
+        cluster.ns,
+        {
+            "status": {
+                "containerStatuses": [
+                    {
+                        "name": "runtime",
+                        "image": pod.spec.containers[0].image,
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 1,
+                        "started": False,
+                        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}},
+                        "lastState": {
+                            "terminated": {"exitCode": 1, "reason": "Error", "message": diagnosis}
+                        },
+                    }
+                ],
+            }
+        },
+    )
     degraded = wait_for("Degraded True", lambda: cluster.condition_is("sick", "Degraded", "True"))
     assert degraded["reason"] == "EngineFailed"
     assert diagnosis in degraded["message"]
@@ -256,8 +352,14 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(
     for kind, items in (
         ("Deployment", cluster.apps.list_namespaced_deployment(cluster.ns).items),
         ("Service", cluster.core.list_namespaced_service(cluster.ns).items),
-        ("ConfigMap", [c for c in cluster.core.list_namespaced_config_map(cluster.ns).items
-                       if c.metadata.name != "kube-root-ca.crt"]),
+        (
+            "ConfigMap",
+            [
+                c
+                for c in cluster.core.list_namespaced_config_map(cluster.ns).items
+                if c.metadata.name != "kube-root-ca.crt"
+            ],
+        ),
     ):
         assert sorted(o.metadata.name for o in items) == sorted(names), kind
         assert {o.metadata.owner_references[0].uid for o in items} == uids, kind
@@ -267,24 +369,44 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(
 def test_new_node_with_matching_labels_gives_a_waiting_deployment_its_engine(
     cluster: Cluster,
 ) -> None:
-    cluster.create(model_deployment(
-        "mlx", model={"name": "qwen2.5-instruct", "format": "mlx", "quantization": "Int4",
-                      "file": None},
-    ))
+    cluster.create(
+        model_deployment(
+            "mlx",
+            model={
+                "name": "qwen2.5-instruct",
+                "format": "mlx",
+                "quantization": "Int4",
+                "file": None,
+            },
+        )
+    )
     selected = wait_for(
         "EngineSelected False", lambda: cluster.condition_is("mlx", "EngineSelected", "False")
     )
     assert "mlx" in selected["message"]
     mac = f"mac-{cluster.ns}"[:63]
-    cluster.core.create_node({
-        "metadata": {"name": mac, "annotations": {"kwok.x-k8s.io/node": "fake"},
-                     "labels": {"kubernetes.io/os": "darwin", "kubernetes.io/arch": "arm64",
-                                "kubernetes.io/hostname": mac, "type": "kwok"}},
-        "status": {"allocatable": {"cpu": "12", "memory": "64Gi", "pods": "110"},
-                   "capacity": {"cpu": "12", "memory": "64Gi", "pods": "110"}},
-    })
+    cluster.core.create_node(
+        {
+            "metadata": {
+                "name": mac,
+                "annotations": {"kwok.x-k8s.io/node": "fake"},
+                "labels": {
+                    "kubernetes.io/os": "darwin",
+                    "kubernetes.io/arch": "arm64",
+                    "kubernetes.io/hostname": mac,
+                    "type": "kwok",
+                },
+            },
+            "status": {
+                "allocatable": {"cpu": "12", "memory": "64Gi", "pods": "110"},
+                "capacity": {"cpu": "12", "memory": "64Gi", "pods": "110"},
+            },
+        }
+    )
     try:
-        wait_for("EngineSelected True", lambda: cluster.condition_is("mlx", "EngineSelected", "True"))
+        wait_for(
+            "EngineSelected True", lambda: cluster.condition_is("mlx", "EngineSelected", "True")
+        )
         assert cluster.md("mlx")["status"]["engine"] == "mlx"
         deployment = wait_for("the Deployment", lambda: cluster.deployment("mlx"))
         assert deployment.spec.template.spec.node_selector["kubernetes.io/os"] == "darwin"
@@ -303,21 +425,22 @@ def test_operator_metrics_count_reconciles_and_decisions(cluster: Cluster, opera
 
 
 def test_new_gpu_nodes_and_scaling_keep_the_engine_until_the_spec_changes(cluster: Cluster) -> None:
-    nvidia = [n.metadata.name for n in cluster.core.list_node().items
-              if (n.metadata.labels or {}).get("nvidia.com/gpu.present") == "true"]
-    for name in nvidia:
-        cluster.core.patch_node(name, {"spec": {"unschedulable": True}})
-    try:
+    with nvidia_nodes_cordoned(cluster):
         # A vLLM-listed model, but no usable NVIDIA node: transformers on CPU.
-        cluster.create(model_deployment(
-            "steady", model={"name": "qwen2.5-instruct", "format": "pytorch", "file": None,
-                             "quantization": "none", "sizeInBillions": 0.5},
-        ))
+        cluster.create(
+            model_deployment(
+                "steady",
+                model={
+                    "name": "qwen2.5-instruct",
+                    "format": "pytorch",
+                    "file": None,
+                    "quantization": "none",
+                    "sizeInBillions": 0.5,
+                },
+            )
+        )
         wait_for("Available", lambda: cluster.condition_is("steady", "Available", "True"))
         assert cluster.md("steady")["status"]["engine"] == "transformers"
-    finally:
-        for name in nvidia:
-            cluster.core.patch_node(name, {"spec": {"unschedulable": False}})
 
     # The GPUs are back and vLLM would now be preferred; scaling must not switch engines.
     cluster.patch_spec("steady", {"replicas": 2})
