@@ -43,13 +43,20 @@ class Kube:
             "Service": self._core.patch_namespaced_service,
             "Deployment": self._apps.patch_namespaced_deployment,
         }[obj["kind"]]
-        method(
+        _release(method(
             meta["name"], meta["namespace"], obj, field_manager=FIELD_MANAGER, force=True,
             _content_type=_APPLY, _preload_content=False,
-        )
+        ))
 
     def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        self._custom.patch_namespaced_custom_object_status(
+        _release(self._custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, name, {"status": patch},
             _content_type=_MERGE, _preload_content=False,
-        )
+        ))
+
+
+def _release(response: Any) -> None:
+    """Hands the connection back to the pool: an unread reply keeps it checked out, and the
+    next call would open (and TLS-handshake) a new one."""
+    response.drain_conn()
+    response.release_conn()
