@@ -34,6 +34,9 @@ PREFIX = "kubeinfer.io"
 MANAGED = {"app.kubernetes.io/managed-by": "kubeinfer"}
 INSTANCE = "app.kubernetes.io/instance"
 Key = tuple[str, str]
+# Node changes within this window share one re-evaluation of the waiting ModelDeployments.
+NODE_SETTLE_SECONDS = 1.0
+logger = logging.getLogger(__name__)
 
 
 @kopf.on.startup()
@@ -59,6 +62,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # The status each ModelDeployment was last given: newer than a watch snapshot can be.
     memo.statuses = {}
     memo.node_facts = {}
+    memo.nodes_dirty = False
+    memo.node_pass = None
     metrics.REGISTRY.register(metrics.ConditionsCollector(lambda: memo.conditions))
     if memo.get("metrics_port"):
         start_http_server(memo.metrics_port, registry=metrics.REGISTRY)
@@ -122,8 +127,11 @@ async def on_node(
     if memo.node_facts.get(name) == facts:
         return  # a heartbeat: nothing the decision reads has changed
     memo.node_facts[name] = facts
-    for key in sorted(set(indexes["waiting_index"].get("waiting", ()))):
-        await _refresh(memo, key, indexes, trigger="nodes")
+    # Nodes come in bursts (start-up lists them all, a scale-up adds many): one pass over the
+    # waiting ModelDeployments per burst, not one per node.
+    memo.nodes_dirty = True
+    if memo.node_pass is None or memo.node_pass.done():
+        memo.node_pass = asyncio.create_task(_reevaluate_waiting(memo, indexes))
 
 
 @kopf.on.event(*MD)
@@ -132,6 +140,19 @@ def forget_deleted(namespace: str, name: str, type: str | None, memo: kopf.Memo,
         memo.conditions.pop((namespace, name), None)
         memo.statuses.pop((namespace, name), None)
         memo.locks.pop((namespace, name), None)
+
+
+async def _reevaluate_waiting(memo: kopf.Memo, indexes: dict[str, Any]) -> None:
+    """Refreshes the waiting ModelDeployments until no node has changed since the last pass
+    (the indexes are live views, so a pass sees every node that arrived before it)."""
+    while memo.nodes_dirty:
+        await asyncio.sleep(NODE_SETTLE_SECONDS)
+        memo.nodes_dirty = False
+        for key in sorted(set(indexes["waiting_index"].get("waiting", ()))):
+            try:
+                await _refresh(memo, key, indexes, trigger="nodes")
+            except Exception:
+                logger.exception("re-evaluating %s/%s after a node change failed", *key)
 
 
 # --- the shared path -----------------------------------------------------------------------
