@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Any
 
 from kubeinfer.runtime_config import RuntimeConfig
@@ -34,10 +36,14 @@ def check_with_vllm(argv: list[str]) -> None:
     parser = vllm_serve_parser()
     if parser is None:
         return
+    stderr = io.StringIO()
     try:
-        parser.parse_args(argv[2:])
-    except SystemExit as exit_:  # argparse reports the bad flag on stderr, then exits
-        raise ParamError(f"vLLM rejected the command line: {' '.join(argv[2:])}") from exit_
+        with contextlib.redirect_stderr(stderr):
+            parser.parse_args(argv[2:])
+    except SystemExit as exit_:  # argparse prints usage and "error: ..." on stderr, then exits
+        errors = [line for line in stderr.getvalue().splitlines() if "error:" in line]
+        why = errors[-1].split("error:", 1)[1].strip() if errors else "see vLLM's usage"
+        raise ParamError(f"vLLM rejected the command line ({why}): {' '.join(argv[2:])}") from exit_
 
 
 def vllm_serve_parser() -> Any:
