@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,8 +111,17 @@ class Runtime:
 
 
 def start_runtime(
-    tmp: Path, engine: str, model: Path, params: dict[str, Any], *, name: str = "tiny-llama"
+    tmp: Path,
+    engine: str,
+    model: Path,
+    params: dict[str, Any],
+    *,
+    name: str = "tiny-llama",
+    runtime: str = RUNTIME,
+    env: Mapping[str, str] | None = None,
 ) -> Runtime:
+    """``runtime`` and ``env``: another venv's ``kubeinfer-runtime`` and its environment
+    (the vLLM tests run the runtime from the vLLM venv, ``tests/vllm_env.py``)."""
     port, metrics_port = free_port(), free_port()
     termination = tmp / "termination-log"
     doc = {
@@ -128,10 +137,14 @@ def start_runtime(
     config = tmp / "runtime.yaml"
     config.write_text(yaml.safe_dump(doc))
     log = tmp / "runtime.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    child_env = {
+        **(os.environ if env is None else env),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [RUNTIME, "--config", str(config)], stdout=out, stderr=subprocess.STDOUT, env=env
+            [runtime, "--config", str(config)], stdout=out, stderr=subprocess.STDOUT, env=child_env
         )
     return Runtime(process, port, metrics_port, termination, log)
 

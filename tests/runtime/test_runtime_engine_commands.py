@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import vllm_env
 from kubeinfer.runtime_config import RuntimeConfig
 from kubeinfer_runtime.engines import mlx, sglang, transformers, vllm
 from kubeinfer_runtime.engines.flags import ParamError, to_flags
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def config(engine: str, **params: object) -> RuntimeConfig:
@@ -120,12 +125,65 @@ def test_params_cannot_override_the_document(engine: str, module: object, key: s
         module.command(config(engine, **{key: "x"}), "/m")  # type: ignore[attr-defined]
 
 
+# Run with the vLLM venv's python: this clone's command builder against vLLM's own parser.
+PARSER_CHECK = """
+import json, sys
+import kubeinfer_runtime
+from kubeinfer.runtime_config import RuntimeConfig
+from kubeinfer_runtime.engines import vllm
+from kubeinfer_runtime.engines.flags import ParamError
+
+def command(params):
+    doc = {"engine": "vllm", "model": {"name": "tiny", "uri": "/m"}, "params": params}
+    try:
+        return {"argv": vllm.command(RuntimeConfig.model_validate(doc), "/m")}
+    except ParamError as err:
+        return {"error": str(err)}
+
+print(json.dumps({
+    "runtime": kubeinfer_runtime.__file__,
+    "parser": vllm.vllm_serve_parser() is not None,
+    "good": command(json.loads(sys.argv[1])),
+    "bad": command(json.loads(sys.argv[2])),
+}))
+"""
+
+
 def test_vllm_real_parser_accepts_the_command_line() -> None:
-    if vllm.vllm_serve_parser() is None:
-        pytest.skip("vLLM is not installed here; the command line is checked where it is")
-    vllm.command(config("vllm", tensor_parallel_size=2, max_model_len=4096), "/m")
-    with pytest.raises(ParamError, match="vLLM rejected"):
-        vllm.command(config("vllm", tensor_paralel_size=2), "/m")
+    venv = vllm_env.require()
+    good = {
+        "tensor_parallel_size": 2,
+        "max_model_len": 4096,
+        "gpu_memory_utilization": 0.85,
+        "enforce_eager": True,  # --flag
+        "enable_prefix_caching": False,  # --no-flag (BooleanOptionalAction)
+        "hf_overrides": {"rope_theta": 10000},  # one JSON argument
+        "api_key": ["a", "b"],  # a list: the flag, then each item (nargs="+")
+        "seed": None,  # left out
+    }
+    bad = {"max_model_len": 4096, "tensor_paralel_size": 2}
+    done = subprocess.run(
+        [str(venv.python), "-c", PARSER_CHECK, json.dumps(good), json.dumps(bad)],
+        capture_output=True,
+        text=True,
+        env=venv.env(),
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert Path(result["runtime"]).is_relative_to(ROOT / "runtime")  # this clone's runtime
+    assert result["parser"], "vLLM's serve parser did not load in the vLLM venv"
+    assert result["good"] == {
+        "argv": [
+            *["vllm", "serve", "/m", "--host", "0.0.0.0", "--port", "8000"],
+            *["--served-model-name", "tiny", "--api-key", "a", "b"],
+            *["--no-enable-prefix-caching", "--enforce-eager"],
+            *["--gpu-memory-utilization", "0.85", "--hf-overrides", '{"rope_theta": 10000}'],
+            *["--max-model-len", "4096", "--tensor-parallel-size", "2"],
+        ]
+    }
+    error = result["bad"].get("error", "")
+    assert "vLLM rejected" in error and "unrecognized arguments: --tensor-paralel-size 2" in error
 
 
 def test_transformers_workdir_links_the_served_name(tmp_path: Path) -> None:
