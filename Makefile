@@ -73,3 +73,10 @@ test-runtime: venv
 # Time to ready and tokens/s through the runtime versus xllamacpp directly.
 bench-runtime: venv
 	$(PY) benchmarks/bench_runtime.py
+
+# 500 ModelDeployments on 1,000 simulated nodes: time to Available, reconciles/s, peak RSS,
+# with the bare control plane's time for the same children as the baseline. Its own cluster
+# (.cache/bench-cluster, ports 3xxxx), taken down afterwards; ARGS=--keep leaves it up.
+.PHONY: bench-operator
+bench-operator: venv controlplane
+	$(PY) benchmarks/bench_operator.py $(ARGS)
