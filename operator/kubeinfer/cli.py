@@ -65,7 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     crd_command.set_defaults(run=_crd)
     operator = commands.add_parser("operator", help="run the controller (kopf)")
     operator.add_argument(
-        "-n", "--namespace", action="append", default=[],
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
         help="watch only this namespace (repeatable); default: every namespace",
     )
     operator.add_argument("--metrics-port", type=int, default=9090, help="Prometheus metrics")
@@ -132,8 +135,11 @@ def _operator(args: argparse.Namespace, out: TextIO) -> int:
     from kubeinfer.operator_main import run_operator
 
     run_operator(
-        namespaces=args.namespace, metrics_port=args.metrics_port,
-        liveness_port=args.liveness_port, images=images, workers=args.workers,
+        namespaces=args.namespace,
+        metrics_port=args.metrics_port,
+        liveness_port=args.liveness_port,
+        images=images,
+        workers=args.workers,
     )
     return 0
 

@@ -2,9 +2,9 @@
 
 Every trigger funnels into one reconcile per ModelDeployment, serialised by a lock per
 object: spec changes and restarts (create/update/resume) re-apply the children; events of
-the child Deployment and pods refresh the status; node changes re-evaluate only the
-ModelDeployments that are still waiting for an engine. Nothing here lists objects: the
-indexes, fed by kopf's watches, hold what a reconcile reads.
+the child Deployment and pods queue a status refresh (bursts share one); node changes
+re-evaluate only the ModelDeployments that are still waiting for an engine. Nothing here
+lists objects: the indexes, fed by kopf's watches, hold what a reconcile reads.
 """
 
 from __future__ import annotations
@@ -14,17 +14,18 @@ import logging
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from prometheus_client import start_http_server
 
 from kubeinfer import conditions as cond
 from kubeinfer import metrics
-from kubeinfer.api.v1alpha1 import GROUP, PLURAL, VERSION
+from kubeinfer.api.v1alpha1 import GROUP, PLURAL, VERSION, ModelDeploymentStatus
 from kubeinfer.kube import Kube
-from kubeinfer.nodes import node_facts
+from kubeinfer.nodes import NodeClass, NodeFacts, node_classes, node_facts
 from kubeinfer.reconcile import Outcome, parse_status, reconcile
 from kubeinfer.render import ImageSettings
 from kubeinfer.workload import summarize_deployment, summarize_pod
@@ -36,7 +37,42 @@ INSTANCE = "app.kubernetes.io/instance"
 Key = tuple[str, str]
 # Node changes within this window share one re-evaluation of the waiting ModelDeployments.
 NODE_SETTLE_SECONDS = 1.0
+# Child events within this window share one status refresh (a rollout is a burst of them).
+CHILD_SETTLE_SECONDS = 0.3
+# A refresh that failed (the API briefly unavailable) is tried again after this long.
+RETRY_SECONDS = 5.0
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Controller:
+    """What every handler shares. kopf hands each object a shallow copy of the memo, so
+    state that is reassigned (not only mutated) must live in one object they all point to."""
+
+    kube: Kube
+    images: ImageSettings
+    locks: defaultdict[Key, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    # The status each ModelDeployment was last given: newer than a watch snapshot can be.
+    statuses: dict[Key, ModelDeploymentStatus] = field(default_factory=dict)
+    conditions: dict[Key, dict[str, str]] = field(default_factory=dict)
+    node_facts: dict[str, NodeFacts | None] = field(default_factory=dict)
+    # Grouped once per change of the nodes, not once per reconcile.
+    node_classes: tuple[NodeClass, ...] | None = None
+    nodes_dirty: bool = False  # nodes changed since waiting ModelDeployments last looked
+    node_pass: asyncio.Task[None] | None = None
+    queued: set[Key] = field(default_factory=set)  # refreshes waiting to run
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)  # keeps them referenced
+
+    def set_node(self, name: str, facts: NodeFacts | None) -> None:
+        if self.node_facts.get(name) != facts:
+            self.node_facts[name] = facts
+            self.node_classes = None
+            self.nodes_dirty = True
+
+    def classes(self) -> tuple[NodeClass, ...]:
+        if self.node_classes is None:
+            self.node_classes = node_classes(f for f in self.node_facts.values() if f)
+        return self.node_classes
 
 
 @kopf.on.startup()
@@ -51,20 +87,17 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = memo.get("watch_timeout", 300) + 30
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
     settings.execution.max_workers = memo.get("workers", 16)
+    # kopf keeps a worker per object for a while after its last event; with thousands of
+    # pods and nodes, short-lived workers keep memory flat.
+    settings.batching.idle_timeout = 1.0
     # Reconciles block on HTTP calls; a wider pool than the CPU count keeps them flowing.
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=memo.get("workers", 16), thread_name_prefix="reconcile")
     )
-    memo.kube = Kube.connect()
-    memo.images = memo.get("images") or ImageSettings()
-    memo.locks = defaultdict(asyncio.Lock)
-    memo.conditions = {}
-    # The status each ModelDeployment was last given: newer than a watch snapshot can be.
-    memo.statuses = {}
-    memo.node_facts = {}
-    memo.nodes_dirty = False
-    memo.node_pass = None
-    metrics.REGISTRY.register(metrics.ConditionsCollector(lambda: memo.conditions))
+    ctl = Controller(kube=Kube.connect(), images=memo.get("images") or ImageSettings())
+    memo.controller = ctl
+    metrics.REGISTRY.register(metrics.ConditionsCollector(lambda: ctl.conditions))
+    metrics.REGISTRY.register(metrics.NodesCollector(lambda: ctl.node_facts.values()))
     if memo.get("metrics_port"):
         start_http_server(memo.metrics_port, registry=metrics.REGISTRY)
 
@@ -73,28 +106,36 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 
 @kopf.index("nodes")
-def node_index(body: kopf.Body, **_: Any) -> dict[str, Any]:
-    return {"all": node_facts(body)}
+def node_index(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Indexing nodes makes kopf start the handlers only once it has seen them all; the
+    facts the decisions use are kept by the controller, updated here before any handler."""
+    memo.controller.set_node(name, node_facts(body))
 
 
 @kopf.index(*MD)
-def md_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {(namespace, name): _snapshot(body)}
+def md_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace or "", name): _snapshot(body)}
 
 
 @kopf.index(*MD)
-def waiting_index(namespace: str, name: str, status: kopf.Status, **_: Any) -> dict[str, Key]:
-    return {} if status.get("engine") else {"waiting": (namespace, name)}
+def waiting_index(
+    namespace: str | None, name: str, status: kopf.Status, **_: Any
+) -> dict[str, Key]:
+    return {} if status.get("engine") else {"waiting": (namespace or "", name)}
 
 
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
-def deployment_index(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {(namespace, labels.get(INSTANCE, "")): summarize_deployment(body)}
+def deployment_index(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[Key, Any]:
+    return {(namespace or "", labels.get(INSTANCE, "")): summarize_deployment(body)}
 
 
 @kopf.index("pods", labels=MANAGED)
-def pod_index(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {(namespace, labels.get(INSTANCE, "")): summarize_pod(body)}
+def pod_index(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[Key, Any]:
+    return {(namespace or "", labels.get(INSTANCE, "")): summarize_pod(body)}
 
 
 # --- handlers ------------------------------------------------------------------------------
@@ -104,70 +145,98 @@ def pod_index(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) ->
 @kopf.on.create(*MD, backoff=5)
 @kopf.on.update(*MD, backoff=5)
 async def on_spec(
-    body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **indexes: Any
+    body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **indexes: Any
 ) -> None:
     """A new or changed spec, or an operator restart: decide, apply everything, report."""
-    await _run(memo, (namespace, name), _snapshot(body), indexes, apply_always=True, trigger="spec")
+    key = (namespace or "", name)
+    await _run(memo.controller, key, _snapshot(body), indexes, apply_always=True, trigger="spec")
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("pods", labels=MANAGED)
-async def on_child(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **indexes: Any) -> None:
+async def on_child(
+    namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **indexes: Any
+) -> None:
     """A child changed: refresh the owner's status (and restore a missing Deployment)."""
-    key = (namespace, labels.get(INSTANCE, ""))
-    await _refresh(memo, key, indexes, trigger="child")
+    key = (namespace or "", labels.get(INSTANCE, ""))
+    _queue_refresh(memo.controller, key, indexes, trigger="child")
 
 
 @kopf.on.event("nodes")
-async def on_node(
-    name: str, body: kopf.Body, type: str | None, memo: kopf.Memo, **indexes: Any
-) -> None:
+async def on_node(name: str, type: str | None, memo: kopf.Memo, **indexes: Any) -> None:
     """New or relabelled nodes: ModelDeployments still waiting for an engine try again."""
-    facts = None if type == "DELETED" else node_facts(body)
-    if memo.node_facts.get(name) == facts:
+    ctl: Controller = memo.controller
+    if type == "DELETED":
+        ctl.set_node(name, None)  # kopf runs no indexer for a deletion
+    if not ctl.nodes_dirty:
         return  # a heartbeat: nothing the decision reads has changed
-    memo.node_facts[name] = facts
     # Nodes come in bursts (start-up lists them all, a scale-up adds many): one pass over the
     # waiting ModelDeployments per burst, not one per node.
-    memo.nodes_dirty = True
-    if memo.node_pass is None or memo.node_pass.done():
-        memo.node_pass = asyncio.create_task(_reevaluate_waiting(memo, indexes))
+    if ctl.node_pass is None or ctl.node_pass.done():
+        ctl.node_pass = asyncio.create_task(_reevaluate_waiting(ctl, indexes))
 
 
 @kopf.on.event(*MD)
-def forget_deleted(namespace: str, name: str, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+def forget_deleted(
+    namespace: str | None, name: str, type: str | None, memo: kopf.Memo, **_: Any
+) -> None:
     if type == "DELETED":
-        memo.conditions.pop((namespace, name), None)
-        memo.statuses.pop((namespace, name), None)
-        memo.locks.pop((namespace, name), None)
+        ctl: Controller = memo.controller
+        key = (namespace or "", name)
+        ctl.conditions.pop(key, None)
+        ctl.statuses.pop(key, None)
+        ctl.locks.pop(key, None)
 
 
-async def _reevaluate_waiting(memo: kopf.Memo, indexes: dict[str, Any]) -> None:
+async def _reevaluate_waiting(ctl: Controller, indexes: dict[str, Any]) -> None:
     """Refreshes the waiting ModelDeployments until no node has changed since the last pass
     (the indexes are live views, so a pass sees every node that arrived before it)."""
-    while memo.nodes_dirty:
+    while ctl.nodes_dirty:
         await asyncio.sleep(NODE_SETTLE_SECONDS)
-        memo.nodes_dirty = False
+        ctl.nodes_dirty = False
         for key in sorted(set(indexes["waiting_index"].get("waiting", ()))):
-            try:
-                await _refresh(memo, key, indexes, trigger="nodes")
-            except Exception:
-                logger.exception("re-evaluating %s/%s after a node change failed", *key)
+            _queue_refresh(ctl, key, indexes, trigger="nodes", settle=0)
 
 
 # --- the shared path -----------------------------------------------------------------------
 
 
-async def _refresh(memo: kopf.Memo, key: Key, indexes: dict[str, Any], *, trigger: str) -> None:
+def _queue_refresh(
+    ctl: Controller,
+    key: Key,
+    indexes: dict[str, Any],
+    *,
+    trigger: str,
+    settle: float = CHILD_SETTLE_SECONDS,
+) -> None:
+    """At most one queued refresh per ModelDeployment: later events join it, and it reads
+    the indexes as they are when it runs. Events during a run queue the next one."""
+    if key in ctl.queued:
+        return
+    ctl.queued.add(key)
+    task = asyncio.create_task(_queued_refresh(ctl, key, indexes, trigger, settle))
+    ctl.tasks.add(task)
+    task.add_done_callback(ctl.tasks.discard)
+
+
+async def _queued_refresh(
+    ctl: Controller, key: Key, indexes: dict[str, Any], trigger: str, settle: float
+) -> None:
+    await asyncio.sleep(settle)
+    ctl.queued.discard(key)
     store = indexes["md_index"].get(key)
     snapshot = next(iter(store), None) if store else None
     if snapshot is None:
         return  # the owner is gone; garbage collection takes the children
-    await _run(memo, key, snapshot, indexes, apply_always=False, trigger=trigger)
+    try:
+        await _run(ctl, key, snapshot, indexes, apply_always=False, trigger=trigger)
+    except Exception:
+        logger.exception("refreshing %s/%s failed; trying again in %ss", *key, RETRY_SECONDS)
+        _queue_refresh(ctl, key, indexes, trigger=trigger, settle=RETRY_SECONDS)
 
 
 async def _run(
-    memo: kopf.Memo,
+    ctl: Controller,
     key: Key,
     body: dict[str, Any],
     indexes: dict[str, Any],
@@ -175,27 +244,36 @@ async def _run(
     apply_always: bool,
     trigger: str,
 ) -> None:
-    async with memo.locks[key]:
-        # Read the indexes here, in the event loop, and hand plain lists to the thread.
-        nodes = list(indexes["node_index"].get("all", ()))
+    async with ctl.locks[key]:
+        # Read the indexes here, in the event loop, and hand plain values to the thread.
+        classes = ctl.classes()
         deployments = indexes["deployment_index"].get(key)
         deployment = next(iter(deployments), None) if deployments else None
         pods = list(indexes["pod_index"].get(key, ()))
-        previous = memo.statuses.get(key) or parse_status(body.get("status"))
+        previous = ctl.statuses.get(key) or parse_status(body.get("status"))
         started = time.perf_counter()
         try:
             outcome: Outcome = await asyncio.to_thread(
-                reconcile, body, previous, nodes, deployment, pods, kube=memo.kube, images=memo.images,
-                apply_always=apply_always, now=datetime.now(UTC),
+                reconcile,
+                body,
+                previous,
+                classes,
+                deployment,
+                pods,
+                kube=ctl.kube,
+                images=ctl.images,
+                apply_always=apply_always,
+                now=datetime.now(UTC),
             )
         except Exception:
             metrics.RECONCILES.labels("error", trigger).inc()
             raise
         finally:
             metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
-        metrics.RECONCILES.labels("changed" if outcome.status_written or outcome.applied else "unchanged", trigger).inc()
-        memo.statuses[key] = outcome.status
-    memo.conditions[key] = {c.type: c.status for c in outcome.status.conditions}
+        changed = outcome.status_written or outcome.applied
+        metrics.RECONCILES.labels("changed" if changed else "unchanged", trigger).inc()
+        ctl.statuses[key] = outcome.status
+    ctl.conditions[key] = {c.type: c.status for c in outcome.status.conditions}
     _post_events(body, outcome)
 
 
@@ -204,9 +282,14 @@ def _post_events(body: dict[str, Any], outcome: Outcome) -> None:
     selected = cond.find(outcome.status.conditions, cond.ENGINE_SELECTED)
     if decision is not None and decision.engine and decision.engine != outcome.previous_engine:
         metrics.DECISIONS.labels(decision.engine).inc()
-        kopf.info(body, reason="EngineSelected", message=decision.reason)
+        kopf.info(_as_body(body), reason="EngineSelected", message=decision.reason)
     elif outcome.status_written and selected is not None and selected.status == "False":
-        kopf.warn(body, reason=selected.reason, message=selected.message)
+        kopf.warn(_as_body(body), reason=selected.reason, message=selected.message)
+
+
+def _as_body(snapshot: dict[str, Any]) -> kopf.Body:
+    """A snapshot as kopf's event poster wants it (it reads apiVersion, kind and metadata)."""
+    return kopf.Body(cast(kopf.RawBody, snapshot))
 
 
 def _snapshot(body: kopf.Body | dict[str, Any]) -> dict[str, Any]:

@@ -27,9 +27,9 @@ class Kube:
     def connect(cls) -> Kube:
         """In a pod: its service account; elsewhere: the usual kubeconfig (KUBECONFIG)."""
         try:
-            config.load_incluster_config()
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
         except config.ConfigException:
-            config.load_kube_config()
+            config.load_kube_config()  # type: ignore[no-untyped-call]
         configuration = client.Configuration.get_default_copy()
         # The thread pool runs many reconciles at once; share connections among them.
         configuration.connection_pool_maxsize = 32
@@ -43,16 +43,31 @@ class Kube:
             "Service": self._core.patch_namespaced_service,
             "Deployment": self._apps.patch_namespaced_deployment,
         }[obj["kind"]]
-        _release(method(
-            meta["name"], meta["namespace"], obj, field_manager=FIELD_MANAGER, force=True,
-            _content_type=_APPLY, _preload_content=False,
-        ))
+        _release(
+            method(
+                meta["name"],
+                meta["namespace"],
+                obj,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type=_APPLY,
+                _preload_content=False,
+            )
+        )
 
     def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        _release(self._custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": patch},
-            _content_type=_MERGE, _preload_content=False,
-        ))
+        _release(
+            self._custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": patch},
+                _content_type=_MERGE,
+                _preload_content=False,
+            )
+        )
 
 
 def _release(response: Any) -> None:

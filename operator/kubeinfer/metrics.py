@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from kubeinfer.nodes import NodeFacts
 
 REGISTRY = CollectorRegistry()
 
@@ -34,7 +36,9 @@ class ConditionsCollector(Collector):
     """kubeinfer_modeldeployments{condition, status}: counted at scrape time from the
     conditions the operator last wrote, so deleted objects drop out by themselves."""
 
-    def __init__(self, conditions: Callable[[], Mapping[object, Mapping[str, str]]]) -> None:
+    def __init__(
+        self, conditions: Callable[[], Mapping[tuple[str, str], Mapping[str, str]]]
+    ) -> None:
         self._conditions = conditions
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -49,4 +53,29 @@ class ConditionsCollector(Collector):
                 counts[(type_, status)] = counts.get((type_, status), 0) + 1
         for (type_, status), count in sorted(counts.items()):
             family.add_metric([type_, status], count)
+        yield family
+
+
+class NodesCollector(Collector):
+    """kubeinfer_nodes{gpu_vendor, gpu_product, schedulable}: the nodes as the operator
+    sees them (what its decisions are made on), counted at scrape time."""
+
+    def __init__(self, nodes: Callable[[], Iterable[NodeFacts | None]]) -> None:
+        self._nodes = nodes
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "kubeinfer_nodes",
+            "Nodes the operator sees, by GPU vendor and product and whether pods may land.",
+            labels=["gpu_vendor", "gpu_product", "schedulable"],
+        )
+        counts: dict[tuple[str, str, str], int] = {}
+        for facts in list(self._nodes()):
+            if facts is None:
+                continue
+            p = facts.profile
+            key = (p.gpu_vendor, p.gpu_product or "", str(p.schedulable).lower())
+            counts[key] = counts.get(key, 0) + 1
+        for labels, count in sorted(counts.items()):
+            family.add_metric(list(labels), count)
         yield family

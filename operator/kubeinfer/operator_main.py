@@ -13,15 +13,22 @@ from kubeinfer.render import ImageSettings
 class _QuietWatchHandlers(logging.Filter):
     """Drops the per-event success lines of the watch handlers (thousands an hour)."""
 
-    NOISY = ("Handler 'on_child' succeeded", "Handler 'on_node' succeeded",
-             "Handler 'forget_deleted' succeeded")
+    NOISY = (
+        "Handler 'on_child' succeeded",
+        "Handler 'on_node' succeeded",
+        "Handler 'forget_deleted' succeeded",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith(self.NOISY)
 
 
 def run_operator(
-    *, namespaces: list[str], metrics_port: int, liveness_port: int, images: ImageSettings,
+    *,
+    namespaces: list[str],
+    metrics_port: int,
+    liveness_port: int,
+    images: ImageSettings,
     workers: int,
 ) -> None:
     kopf.configure(log_format=kopf.LogFormat.PLAIN)

@@ -1,13 +1,13 @@
 """One reconcile of one ModelDeployment: decide, render, apply what differs, write status.
 
-Called by the kopf handlers with what the watches already hold (node facts, the child
+Called by the kopf handlers with what the watches already hold (node classes, the child
 Deployment and pods), so a reconcile costs no list calls. It is idempotent: applying the
 same children again changes nothing, and status is written only when it differs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,9 +17,9 @@ from pydantic import ValidationError
 from kubeinfer import conditions as cond
 from kubeinfer.api.problems import describe
 from kubeinfer.api.v1alpha1 import ModelDeployment, ModelDeploymentStatus
-from kubeinfer.decide import Decision, decide, fingerprint
+from kubeinfer.decide import Decision, decide_for_classes, fingerprint
 from kubeinfer.kube import Kube
-from kubeinfer.nodes import NodeFacts
+from kubeinfer.nodes import NodeClass
 from kubeinfer.render import ImageSettings, children, selector
 from kubeinfer.render.children import POD_TEMPLATE_HASH
 from kubeinfer.status import desired_status, status_patch
@@ -38,7 +38,7 @@ class Outcome:
 def reconcile(
     body: Mapping[str, Any],
     previous: ModelDeploymentStatus | None,
-    nodes: Iterable[NodeFacts],
+    classes: Sequence[NodeClass],
     deployment: DeploymentSummary | None,
     pods: Iterable[PodSummary],
     *,
@@ -63,7 +63,7 @@ def reconcile(
 
     decided_for = fingerprint(md.spec)
     kept = previous.engine if previous and previous.decided_for == decided_for else None
-    decision = decide(md.spec, nodes, keep_engine=kept)
+    decision = decide_for_classes(md.spec, classes, keep_engine=kept)
     desired_hash = None
     applied = False
     if decision.engine is not None:

@@ -3,6 +3,7 @@ the truth, and nothing is lost or orphaned across spec changes, deletions and cr
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,9 +92,16 @@ class Cluster:
         return dict(yaml.safe_load(data["runtime.yaml"]))
 
 
+def schedulable_nvidia_nodes_seen(operator: Any) -> int:
+    """How many schedulable NVIDIA nodes the operator's own metrics say it sees."""
+    pattern = r'kubeinfer_nodes\{gpu_product="[^"]*",gpu_vendor="nvidia",schedulable="true"\} (\S+)'
+    return int(sum(float(count) for count in re.findall(pattern, operator.metrics())))
+
+
 @contextmanager
-def nvidia_nodes_cordoned(cluster: Cluster) -> Iterator[None]:
-    """Every NVIDIA node unschedulable for a while: a cluster without usable NVIDIA GPUs."""
+def nvidia_nodes_cordoned(cluster: Cluster, operator: Any) -> Iterator[None]:
+    """Every NVIDIA node unschedulable for a while: a cluster without usable NVIDIA GPUs.
+    Waits until the operator has seen each change, so what follows races nothing."""
     nvidia = [
         n.metadata.name
         for n in cluster.core.list_node().items
@@ -102,10 +110,17 @@ def nvidia_nodes_cordoned(cluster: Cluster) -> Iterator[None]:
     for name in nvidia:
         cluster.core.patch_node(name, {"spec": {"unschedulable": True}})
     try:
+        wait_for(
+            "the operator to see the cordon", lambda: schedulable_nvidia_nodes_seen(operator) == 0
+        )
         yield
     finally:
         for name in nvidia:
             cluster.core.patch_node(name, {"spec": {"unschedulable": False}})
+        wait_for(
+            "the operator to see the NVIDIA nodes back",
+            lambda: schedulable_nvidia_nodes_seen(operator) == len(nvidia),
+        )
 
 
 @pytest.fixture
@@ -182,9 +197,9 @@ def test_model_outside_vllm_list_falls_back_to_transformers(cluster: Cluster) ->
 
 
 def test_forced_vllm_without_nvidia_nodes_waits_then_runs_when_they_return(
-    cluster: Cluster, api_client
+    cluster: Cluster, operator
 ) -> None:
-    with nvidia_nodes_cordoned(cluster):
+    with nvidia_nodes_cordoned(cluster, operator):
         cluster.create(
             model_deployment(
                 "forced",
@@ -424,8 +439,10 @@ def test_operator_metrics_count_reconciles_and_decisions(cluster: Cluster, opera
     assert 'kubeinfer_modeldeployments{condition="Available",status="True"}' in text
 
 
-def test_new_gpu_nodes_and_scaling_keep_the_engine_until_the_spec_changes(cluster: Cluster) -> None:
-    with nvidia_nodes_cordoned(cluster):
+def test_new_gpu_nodes_and_scaling_keep_the_engine_until_the_spec_changes(
+    cluster: Cluster, operator
+) -> None:
+    with nvidia_nodes_cordoned(cluster, operator):
         # A vLLM-listed model, but no usable NVIDIA node: transformers on CPU.
         cluster.create(
             model_deployment(
