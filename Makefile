@@ -46,7 +46,7 @@ test-cluster: venv controlplane
 	$(PY) -m pytest -q -ra -m cluster
 
 lint: venv
-	$(VENV)/bin/ruff check operator runtime tests hack
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy operator/kubeinfer runtime/kubeinfer_runtime
 
 # The ModelDeployment CRD, regenerated from the API models and copied into the Helm chart

@@ -43,12 +43,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
 from kubeinfer.api.v1alpha1 import GROUP, PLURAL, VERSION, ModelDeployment
 from kubeinfer.decide import decide
 from kubeinfer.nodes import node_facts
 from kubeinfer.render import ImageSettings, children
-from kubernetes import client, config
-from kubernetes.client.rest import ApiException
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "bin"
@@ -66,7 +67,6 @@ BENCH_ENV = {
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 OPERATOR_NS, OPERATOR_SA = "kubeinfer-system", "kubeinfer"
 BASELINE_NS, BENCH_NS = "bench-baseline", "bench"
-SERVICE_CIDR = "10.64.0.0/16"
 TICK = os.sysconf("SC_CLK_TCK")
 STOPPING = threading.Event()  # set before the cluster goes down: watches end quietly
 
@@ -724,23 +724,6 @@ def main() -> int:
         concurrently(lambda node: create(api, node), nodes, args.clients)
         wait_nodes_ready(api, len(nodes), deadline=time.monotonic() + 300)
         log(f"{len(nodes)} nodes Ready in {time.monotonic() - started:.1f} s")
-
-        # up.sh's service range (a /24) holds 254 Services; every ModelDeployment gets one.
-        kubectl(
-            admin,
-            "apply",
-            "--server-side",
-            "-f",
-            "-",
-            stdin=json.dumps(
-                {
-                    "apiVersion": "networking.k8s.io/v1",
-                    "kind": "ServiceCIDR",
-                    "metadata": {"name": "kubeinfer-bench"},
-                    "spec": {"cidrs": [SERVICE_CIDR]},
-                }
-            ),
-        )
 
         mds = model_deployments(args.count, BENCH_NS)
         baseline_objects, engines = rendered_children(mds, nodes, BASELINE_NS)

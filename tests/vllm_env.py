@@ -78,7 +78,7 @@ def find() -> VllmEnv | str:
     if not (python.parent.parent / MARKER).is_file():
         return (
             f"the vLLM CPU venv {python.parent.parent} is not built: run `make vllm-env` "
-            "(hack/vllm-cpu-env.sh; the first time 2–3 minutes and 6.3 GB)"
+            "(hack/vllm-cpu-env.sh; the first time 2-3 minutes and 6.3 GB)"
         )
     return VllmEnv(python)
 

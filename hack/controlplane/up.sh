@@ -92,7 +92,7 @@ start kube-apiserver "$bin/kube-apiserver" \
   --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,DefaultTolerationSeconds,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy,ResourceQuota,PodSecurity,Priority \
   --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$pki/sa.pub" \
   --service-account-signing-key-file "$pki/sa.key" \
-  --service-cluster-ip-range 10.0.0.0/24 --allow-privileged \
+  --service-cluster-ip-range 10.0.0.0/16 --allow-privileged \
   --cert-dir "$state/apiserver-certs"
 wait_for kube-apiserver 60 curl -sfk "$server/readyz" -H "Authorization: Bearer $(token_of kubeinfer-admin)"
 

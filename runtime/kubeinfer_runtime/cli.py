@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubeinfer.runtime_config import ENGINE_NAMES, HTTP_PORT, METRICS_PORT, RuntimeConfig
 from pydantic import ValidationError
+
+from kubeinfer.runtime_config import ENGINE_NAMES, HTTP_PORT, METRICS_PORT, RuntimeConfig
 
 
 class ConfigError(ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from kubeinfer_runtime.diagnosis import diagnose
 
 SEED_IMAGE = [

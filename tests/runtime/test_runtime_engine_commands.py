@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import vllm_env
+
 from kubeinfer.runtime_config import RuntimeConfig
 from kubeinfer_runtime.engines import mlx, sglang, transformers, vllm
 from kubeinfer_runtime.engines.flags import ParamError, to_flags

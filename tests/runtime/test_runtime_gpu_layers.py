@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 
 import pytest
+
 from kubeinfer.fit import GgufLayout, GpuDevice
 from kubeinfer_runtime.gpu_layers import decide, gpus_from_device_info
 

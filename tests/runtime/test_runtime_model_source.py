@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from kubeinfer.runtime_config import ModelSource
 from kubeinfer_runtime.metrics import RuntimeMetrics
 from kubeinfer_runtime.model_source import (

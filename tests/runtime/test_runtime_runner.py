@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from kubeinfer_runtime.engines.runner import RunContext, run_command
 from kubeinfer_runtime.metrics import RuntimeMetrics
 from kubeinfer_runtime.watch import EngineWatcher

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kubeinfer.api.v1alpha1 import ModelDeployment, ModelDeploymentSpec, Resources
 from pydantic import ValidationError
 from unit_helpers import spec
+
+from kubeinfer.api.v1alpha1 import ModelDeployment, ModelDeploymentSpec, Resources
 
 
 def errors(spec_dict: dict[str, Any]) -> str:

@@ -19,9 +19,10 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from unit_helpers import KUBERNETES_VERSION, ROOT
+
 from kubeinfer.crd import CRD_FILE
 from kubeinfer.render import ImageSettings
-from unit_helpers import KUBERNETES_VERSION, ROOT
 
 CHART = ROOT / "charts" / "kubeinfer"
 RULES_FILE = CHART / "files" / "clusterrole-rules.yaml"

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from unit_helpers import EXAMPLES
+
 from kubeinfer.cli import main
 from kubeinfer.crd import crd_yaml
-from unit_helpers import EXAMPLES
 
 NODES = str(EXAMPLES / "nodes.yaml")
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+from unit_helpers import cpu, spec
+
 from kubeinfer import conditions as c
 from kubeinfer.api.v1alpha1 import ModelDeploymentSpec
 from kubeinfer.decide import decide
 from kubeinfer.nodes import node_facts
-from unit_helpers import cpu, spec
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)

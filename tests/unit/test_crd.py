@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import kubernetes_validate
 import yaml
-from kubeinfer.crd import CRD_FILE, crd_yaml, custom_resource_definition
 from unit_helpers import KUBERNETES_VERSION, ROOT
+
+from kubeinfer.crd import CRD_FILE, crd_yaml, custom_resource_definition
 
 
 def test_committed_crd_matches_the_models() -> None:

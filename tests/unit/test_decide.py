@@ -6,10 +6,11 @@ import random
 from typing import Any
 
 import pytest
+from unit_helpers import cpu, h100, l4, mac, make_node, mi300x, spec
+
 from kubeinfer.api.v1alpha1 import ModelDeploymentSpec
 from kubeinfer.decide import Decision, decide
 from kubeinfer.nodes import node_facts
-from unit_helpers import cpu, h100, l4, mac, make_node, mi300x, spec
 
 CLUSTER = [h100("h100-0"), h100("h100-1"), l4("l4-0"), l4("l4-1"), mi300x(), cpu("cpu-0")]
 GGUF = {"format": "gguf", "quantization": "Q4_K_M", "file": "m.gguf"}

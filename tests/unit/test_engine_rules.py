@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from unit_helpers import cpu, h100, l4, mac, make_node, mi300x, spec
+
 from kubeinfer.api.v1alpha1 import Candidate, ModelDeploymentSpec
 from kubeinfer.decide import decide
 from kubeinfer.nodes import node_facts
-from unit_helpers import cpu, h100, l4, mac, make_node, mi300x, spec
 
 IN_LIST = "qwen2.5-instruct"
 OUT_OF_LIST = "my-private-model"

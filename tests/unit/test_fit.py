@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from kubeinfer.fit import (
     CUDA_MINIMUM_MEMORY,
     METAL_MINIMUM_MEMORY,

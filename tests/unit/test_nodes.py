@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 
-from kubeinfer.nodes import classify, node_facts
 from unit_helpers import cpu, h100, l4, make_node, mi300x
+
+from kubeinfer.nodes import classify, node_facts
 
 
 def test_nvidia_labels_are_read() -> None:

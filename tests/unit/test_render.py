@@ -12,12 +12,13 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from unit_helpers import EXAMPLES, GOLDEN, KUBERNETES_VERSION, load_yaml_documents
+
 from kubeinfer.api.v1alpha1 import ModelDeployment
 from kubeinfer.decide import Decision, decide
 from kubeinfer.nodes import node_facts
 from kubeinfer.render import ImageSettings, children, deployment, endpoint_url, selector
 from kubeinfer.runtime_config import RuntimeConfig
-from unit_helpers import EXAMPLES, GOLDEN, KUBERNETES_VERSION, load_yaml_documents
 
 RENDERED_EXAMPLES = ["gguf-cpu", "gguf-gpu", "vllm-h100", "transformers-fallback"]
 UID = "0b8f3c2e-5d2a-4f5e-9a51-6a3c1d2e4f70"

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from unit_helpers import cpu, h100, spec
+
 from kubeinfer import conditions as c
 from kubeinfer.api.v1alpha1 import ModelDeployment, ModelDeploymentStatus
 from kubeinfer.decide import Decision, decide
 from kubeinfer.nodes import node_facts
 from kubeinfer.status import desired_status, status_patch
 from kubeinfer.workload import DeploymentSummary, PodSummary
-from unit_helpers import cpu, h100, spec
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=3)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
 from kubeinfer import conditions as c
 from kubeinfer.api.v1alpha1 import Condition
 from kubeinfer.render.children import POD_TEMPLATE_HASH
