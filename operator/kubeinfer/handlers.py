@@ -38,7 +38,7 @@ Key = tuple[str, str]
 # Node changes within this window share one re-evaluation of the waiting ModelDeployments.
 NODE_SETTLE_SECONDS = 1.0
 # Child events within this window share one status refresh (a rollout is a burst of them).
-CHILD_SETTLE_SECONDS = 0.3
+CHILD_SETTLE_SECONDS = 0.5
 # A refresh that failed (the API briefly unavailable) is tried again after this long.
 RETRY_SECONDS = 5.0
 logger = logging.getLogger(__name__)
@@ -106,36 +106,46 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 
 @kopf.index("nodes")
-def node_index(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def node_index(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Indexing nodes makes kopf start the handlers only once it has seen them all; the
     facts the decisions use are kept by the controller, updated here before any handler."""
     memo.controller.set_node(name, node_facts(body))
 
 
 @kopf.index(*MD)
-def md_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+async def md_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
     return {(namespace or "", name): _snapshot(body)}
 
 
 @kopf.index(*MD)
-def waiting_index(
+async def waiting_index(
     namespace: str | None, name: str, status: kopf.Status, **_: Any
 ) -> dict[str, Key]:
     return {} if status.get("engine") else {"waiting": (namespace or "", name)}
 
 
+# kopf runs sync handlers in threads: these are async so that they run in the event loop,
+# where they may touch the controller and queue work. The children's indexers also queue
+# their owner's status refresh: kopf calls them for every event anyway, and a separate watch
+# handler per event would double the work.
+
+
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
-def deployment_index(
-    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+async def deployment_index(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, memo: kopf.Memo, **indexes: Any
 ) -> dict[Key, Any]:
-    return {(namespace or "", labels.get(INSTANCE, "")): summarize_deployment(body)}
+    key = (namespace or "", labels.get(INSTANCE, ""))
+    _queue_refresh(memo.controller, key, indexes, trigger="child")
+    return {key: summarize_deployment(body)}
 
 
 @kopf.index("pods", labels=MANAGED)
-def pod_index(
-    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+async def pod_index(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, memo: kopf.Memo, **indexes: Any
 ) -> dict[Key, Any]:
-    return {(namespace or "", labels.get(INSTANCE, "")): summarize_pod(body)}
+    key = (namespace or "", labels.get(INSTANCE, ""))
+    _queue_refresh(memo.controller, key, indexes, trigger="child")
+    return {key: summarize_pod(body)}
 
 
 # --- handlers ------------------------------------------------------------------------------
@@ -154,12 +164,14 @@ async def on_spec(
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("pods", labels=MANAGED)
-async def on_child(
-    namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **indexes: Any
+async def on_child_deleted(
+    namespace: str | None, labels: kopf.Labels, type: str | None, memo: kopf.Memo, **indexes: Any
 ) -> None:
-    """A child changed: refresh the owner's status (and restore a missing Deployment)."""
-    key = (namespace or "", labels.get(INSTANCE, ""))
-    _queue_refresh(memo.controller, key, indexes, trigger="child")
+    """kopf runs no indexer for a deletion: a deleted child (a Deployment removed by hand,
+    an evicted pod) queues the owner's refresh here."""
+    if type == "DELETED":
+        key = (namespace or "", labels.get(INSTANCE, ""))
+        _queue_refresh(memo.controller, key, indexes, trigger="child")
 
 
 @kopf.on.event("nodes")
@@ -177,7 +189,7 @@ async def on_node(name: str, type: str | None, memo: kopf.Memo, **indexes: Any) 
 
 
 @kopf.on.event(*MD)
-def forget_deleted(
+async def forget_deleted(
     namespace: str | None, name: str, type: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
     if type == "DELETED":

@@ -14,7 +14,7 @@ class _QuietWatchHandlers(logging.Filter):
     """Drops the per-event success lines of the watch handlers (thousands an hour)."""
 
     NOISY = (
-        "Handler 'on_child' succeeded",
+        "Handler 'on_child_deleted' succeeded",
         "Handler 'on_node' succeeded",
         "Handler 'forget_deleted' succeeded",
     )
