@@ -1,12 +1,12 @@
 # kubeinfer runtime for llama.cpp (xllamacpp in-process; no proxy hop).
 #
 # CPU (default):
-#   docker build -f images/runtime-llamacpp.Dockerfile -t kubeinfer/runtime-llamacpp:0.1.0-cpu .
+#   docker build -f images/runtime-llamacpp.Dockerfile -t ghcr.io/kubeinfer/runtime-llamacpp:0.1.0 .
 # CUDA 12.8 (xllamacpp's CUDA wheel index; needs glibc >= 2.35):
 #   docker build -f images/runtime-llamacpp.Dockerfile \
 #     --build-arg BASE=nvidia/cuda:12.8.1-runtime-ubuntu24.04 \
 #     --build-arg XLLAMACPP_INDEX=https://xorbitsai.github.io/xllamacpp/whl/cu128 \
-#     -t kubeinfer/runtime-llamacpp:0.1.0-cuda12.8 .
+#     -t ghcr.io/kubeinfer/runtime-llamacpp-cuda:0.1.0 .
 ARG BASE=python:3.11.11-slim-bookworm
 
 FROM ${BASE}

@@ -1,6 +1,6 @@
 # kubeinfer runtime for SGLang (`python -m sglang.launch_server`), CUDA: SGLang's release
 # image plus the runtime.
-#   docker build -f images/runtime-sglang.Dockerfile -t kubeinfer/runtime-sglang:0.1.0-cuda .
+#   docker build -f images/runtime-sglang.Dockerfile -t ghcr.io/kubeinfer/runtime-sglang-cuda:0.1.0 .
 ARG BASE=lmsysorg/sglang:v0.5.23
 
 FROM ${BASE}

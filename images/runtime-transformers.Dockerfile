@@ -1,11 +1,11 @@
 # kubeinfer runtime for transformers (`transformers serve`, transformers[serving] 5.24).
 #
 # CPU (default; torch from PyTorch's CPU index, no CUDA libraries):
-#   docker build -f images/runtime-transformers.Dockerfile -t kubeinfer/runtime-transformers:0.1.0-cpu .
+#   docker build -f images/runtime-transformers.Dockerfile -t ghcr.io/kubeinfer/runtime-transformers:0.1.0 .
 # CUDA (torch from PyPI brings its CUDA 13 libraries):
 #   docker build -f images/runtime-transformers.Dockerfile \
 #     --build-arg BASE=nvidia/cuda:13.0.2-base-ubuntu24.04 --build-arg TORCH_INDEX= \
-#     -t kubeinfer/runtime-transformers:0.1.0-cuda13 .
+#     -t ghcr.io/kubeinfer/runtime-transformers-cuda:0.1.0 .
 ARG BASE=python:3.11.11-slim-bookworm
 
 FROM ${BASE}

