@@ -67,3 +67,13 @@ def on_os(profile: NodeProfile, engine: str, allowed: tuple[str, ...]) -> Check:
     if profile.os in allowed:
         return Check(True, f"{engine} runs on {profile.platform}")
     return Check(False, f"{engine} needs {' or '.join(allowed)}, node OS is {profile.os}")
+
+
+def on_linux_with_cuda(profile: NodeProfile, engine: str) -> Check:
+    """The platform rule vLLM and SGLang share: Linux and an NVIDIA (CUDA) GPU."""
+    if profile.os != "linux":
+        return Check(False, f"{engine} needs Linux, node OS is {profile.os}")
+    if profile.gpu_vendor != "nvidia":
+        found = "AMD GPUs" if profile.gpu_vendor == "amd" else "no GPU"
+        return Check(False, f"{engine} needs a CUDA device (NVIDIA GPU), node has {found}")
+    return Check(True, "Linux with a CUDA device")

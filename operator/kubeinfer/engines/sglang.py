@@ -11,7 +11,14 @@ from __future__ import annotations
 from functools import cache
 
 from kubeinfer.api.v1alpha1 import ENGINE_FORMATS, ModelSpec
-from kubeinfer.engines.base import Check, Engine, load_data, model_key, same_quantization
+from kubeinfer.engines.base import (
+    Check,
+    Engine,
+    load_data,
+    model_key,
+    on_linux_with_cuda,
+    same_quantization,
+)
 from kubeinfer.nodes import NodeProfile
 
 FORMATS = ENGINE_FORMATS["sglang"]
@@ -70,12 +77,7 @@ def check_model(model: ModelSpec, requested: bool) -> Check:
 
 
 def check_platform(profile: NodeProfile) -> Check:
-    if profile.os != "linux":
-        return Check(False, f"SGLang needs Linux, node OS is {profile.os}")
-    if profile.gpu_vendor != "nvidia":
-        found = "AMD GPUs" if profile.gpu_vendor == "amd" else "no GPU"
-        return Check(False, f"SGLang needs CUDA GPUs (NVIDIA), node has {found}")
-    return Check(True, "Linux with CUDA GPUs")
+    return on_linux_with_cuda(profile, "SGLang")
 
 
 ENGINE = Engine(

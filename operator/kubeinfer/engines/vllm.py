@@ -5,7 +5,14 @@ from __future__ import annotations
 from functools import cache
 
 from kubeinfer.api.v1alpha1 import ENGINE_FORMATS, ModelSpec
-from kubeinfer.engines.base import Check, Engine, load_data, model_key, same_quantization
+from kubeinfer.engines.base import (
+    Check,
+    Engine,
+    load_data,
+    model_key,
+    on_linux_with_cuda,
+    same_quantization,
+)
 from kubeinfer.nodes import NodeProfile
 
 FORMATS = ENGINE_FORMATS["vllm"]
@@ -44,12 +51,7 @@ def check_model(model: ModelSpec, requested: bool) -> Check:
 
 
 def check_platform(profile: NodeProfile) -> Check:
-    if profile.os != "linux":
-        return Check(False, f"vLLM needs Linux, node OS is {profile.os}")
-    if profile.gpu_vendor != "nvidia":
-        found = "AMD GPUs" if profile.gpu_vendor == "amd" else "no GPU"
-        return Check(False, f"vLLM needs a CUDA device (NVIDIA GPU), node has {found}")
-    return Check(True, "Linux with a CUDA device")
+    return on_linux_with_cuda(profile, "vLLM")
 
 
 ENGINE = Engine(
