@@ -227,9 +227,15 @@ def _choose(
         return None, f"spec.engine asks for {asked.engine}, which cannot run: {asked.reason}"
     matched = [c.engine for c in candidates if c.matched]
     if not matched:
+        # The engines that take this model but lack a node say what to add to the cluster.
+        near = [
+            f"{e.name}: {by_name[e.name].reason}"
+            for e in PREFERENCE
+            if e.check_model(spec.model, False).ok
+        ]
         return None, (
-            f"no engine can run format {spec.model.format} on this cluster's nodes "
-            "(each engine's reason is in the candidates)"
+            f"no engine can run format {spec.model.format} on this cluster's nodes"
+            + (f"; {'; '.join(near)}" if near else " (each engine's reason is in the candidates)")
         )
     if keep_engine in best and keep_engine != matched[0]:
         kept = by_name[keep_engine].engine  # type: ignore[index]

@@ -250,3 +250,12 @@ def test_same_input_same_decision_whatever_the_node_order(model: dict[str, Any])
     for _ in range(20):
         rng.shuffle(nodes)
         assert run(model, nodes) == expected
+
+
+def test_no_engine_names_what_the_cluster_lacks() -> None:
+    decision = run(spec(format="mlx", quantization="Int4"), CLUSTER)
+    assert decision.engine is None
+    assert decision.reason.startswith("no engine can run format mlx")
+    # MLX takes the model; only its platform is missing, and the reason says which.
+    assert "mlx: format mlx goes to MLX" in decision.reason
+    assert "darwin/arm64" in decision.reason
