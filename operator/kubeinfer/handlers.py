@@ -54,7 +54,6 @@ class Controller:
     locks: defaultdict[Key, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     # The status each ModelDeployment was last given: newer than a watch snapshot can be.
     statuses: dict[Key, ModelDeploymentStatus] = field(default_factory=dict)
-    conditions: dict[Key, dict[str, str]] = field(default_factory=dict)
     node_facts: dict[str, NodeFacts | None] = field(default_factory=dict)
     # Grouped once per change of the nodes, not once per reconcile.
     node_classes: tuple[NodeClass, ...] | None = None
@@ -96,7 +95,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     )
     ctl = Controller(kube=Kube.connect(), images=memo.get("images") or ImageSettings())
     memo.controller = ctl
-    metrics.REGISTRY.register(metrics.ConditionsCollector(lambda: ctl.conditions))
+    metrics.REGISTRY.register(metrics.ConditionsCollector(lambda: ctl.statuses.values()))
     metrics.REGISTRY.register(metrics.NodesCollector(lambda: ctl.node_facts.values()))
     if memo.get("metrics_port"):
         start_http_server(memo.metrics_port, registry=metrics.REGISTRY)
@@ -195,7 +194,6 @@ async def forget_deleted(
     if type == "DELETED":
         ctl: Controller = memo.controller
         key = (namespace or "", name)
-        ctl.conditions.pop(key, None)
         ctl.statuses.pop(key, None)
         ctl.locks.pop(key, None)
 
@@ -285,7 +283,6 @@ async def _run(
         changed = outcome.status_written or outcome.applied
         metrics.RECONCILES.labels("changed" if changed else "unchanged", trigger).inc()
         ctl.statuses[key] = outcome.status
-    ctl.conditions[key] = {c.type: c.status for c in outcome.status.conditions}
     _post_events(body, outcome)
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from kubeinfer.api.v1alpha1 import ModelDeploymentStatus
 from kubeinfer.nodes import NodeFacts
 
 REGISTRY = CollectorRegistry()
@@ -34,12 +35,10 @@ DECISIONS = Counter(
 
 class ConditionsCollector(Collector):
     """kubeinfer_modeldeployments{condition, status}: counted at scrape time from the
-    conditions the operator last wrote, so deleted objects drop out by themselves."""
+    statuses the operator last wrote, so deleted objects drop out by themselves."""
 
-    def __init__(
-        self, conditions: Callable[[], Mapping[tuple[str, str], Mapping[str, str]]]
-    ) -> None:
-        self._conditions = conditions
+    def __init__(self, statuses: Callable[[], Iterable[ModelDeploymentStatus]]) -> None:
+        self._statuses = statuses
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
@@ -48,11 +47,12 @@ class ConditionsCollector(Collector):
             labels=["condition", "status"],
         )
         counts: dict[tuple[str, str], int] = {}
-        for by_type in list(self._conditions().values()):
-            for type_, status in by_type.items():
-                counts[(type_, status)] = counts.get((type_, status), 0) + 1
-        for (type_, status), count in sorted(counts.items()):
-            family.add_metric([type_, status], count)
+        for status in list(self._statuses()):
+            for condition in status.conditions:
+                key = (condition.type, condition.status)
+                counts[key] = counts.get(key, 0) + 1
+        for (type_, value), count in sorted(counts.items()):
+            family.add_metric([type_, value], count)
         yield family
 
 
