@@ -468,3 +468,17 @@ def test_new_gpu_nodes_and_scaling_keep_the_engine_until_the_spec_changes(
     # A real spec change decides again.
     cluster.patch_spec("steady", {"engineParams": {"max_model_len": 4096}})
     wait_for("the switch to vLLM", lambda: cluster.md("steady")["status"]["engine"] == "vllm")
+
+
+def test_spec_the_apiserver_accepts_but_kubeinfer_cannot_read_changes_nothing(
+    cluster: Cluster,
+) -> None:
+    # YAML reads `1: x` as the key "1": the apiserver cannot refuse it (no CEL over free-form
+    # maps), so the operator does, naming the field, and creates nothing.
+    cluster.create(model_deployment("odd", resources={"gpus": 0}, engineParams={"1": "x"}))
+    selected = wait_for(
+        "EngineSelected False", lambda: cluster.condition_is("odd", "EngineSelected", "False")
+    )
+    assert selected["reason"] == "InvalidSpec"
+    assert "spec.engineParams.1" in selected["message"]
+    assert cluster.deployment("odd") is None
