@@ -21,7 +21,6 @@ from typing import Any, cast
 import kopf
 from prometheus_client import start_http_server
 
-from kubeinfer import conditions as cond
 from kubeinfer import metrics
 from kubeinfer.api.v1alpha1 import GROUP, PLURAL, VERSION, ModelDeploymentStatus
 from kubeinfer.kube import Kube
@@ -287,13 +286,11 @@ async def _run(
 
 
 def _post_events(body: dict[str, Any], outcome: Outcome) -> None:
-    decision = outcome.decision
-    selected = cond.find(outcome.status.conditions, cond.ENGINE_SELECTED)
-    if decision is not None and decision.engine and decision.engine != outcome.previous_engine:
-        metrics.DECISIONS.labels(decision.engine).inc()
-        kopf.info(_as_body(body), reason="EngineSelected", message=decision.reason)
-    elif outcome.status_written and selected is not None and selected.status == "False":
-        kopf.warn(_as_body(body), reason=selected.reason, message=selected.message)
+    for event in outcome.events:
+        if event.reason == "EngineSelected" and outcome.status.engine:
+            metrics.DECISIONS.labels(outcome.status.engine).inc()
+        post = kopf.warn if event.warning else kopf.info
+        post(_as_body(body), reason=event.reason, message=event.message)
 
 
 def _as_body(snapshot: dict[str, Any]) -> kopf.Body:

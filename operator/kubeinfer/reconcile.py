@@ -22,14 +22,14 @@ from kubeinfer.kube import Kube
 from kubeinfer.nodes import NodeClass
 from kubeinfer.render import ImageSettings, children, selector
 from kubeinfer.render.children import POD_TEMPLATE_HASH
-from kubeinfer.status import desired_status, status_patch
+from kubeinfer.status import Event, desired_status, status_patch, transition_events
 from kubeinfer.workload import DeploymentSummary, PodSummary
 
 
 @dataclass(frozen=True)
 class Outcome:
     decision: Decision | None
-    previous_engine: str | None
+    events: tuple[Event, ...]
     applied: bool
     status: ModelDeploymentStatus
     status_written: bool
@@ -126,5 +126,5 @@ def _write(
     patch = status_patch(previous, status)
     if patch is not None:
         kube.patch_status(meta["namespace"], meta["name"], patch)
-    previous_engine = previous.engine if previous else None
-    return Outcome(decision, previous_engine, applied, status, patch is not None)
+    events = transition_events(previous, status) if patch is not None else ()
+    return Outcome(decision, events, applied, status, patch is not None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -64,3 +65,39 @@ def status_patch(
         return None
     # Fields that disappear are nulled, so a merge patch removes them.
     return {**{key: None for key in old if key not in new}, **new}
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes event to post about the ModelDeployment."""
+
+    warning: bool
+    reason: str
+    message: str
+
+
+def transition_events(
+    previous: ModelDeploymentStatus | None, current: ModelDeploymentStatus
+) -> tuple[Event, ...]:
+    """Events for what changed: a newly chosen engine, and each condition that turned bad
+    (no engine, a failing runtime, pods the scheduler cannot place). Repeats stay silent."""
+    events: list[Event] = []
+    before = previous.conditions if previous else ()
+    selected = cond.find(current.conditions, cond.ENGINE_SELECTED)
+    if current.engine and current.engine != (previous.engine if previous else None) and selected:
+        events.append(Event(False, "EngineSelected", selected.message))
+    for new in current.conditions:
+        if not _is_failure(new):
+            continue
+        old = cond.find(before, new.type)
+        if old is None or (old.status, old.reason) != (new.status, new.reason):
+            events.append(Event(True, new.reason, new.message))
+    return tuple(events)
+
+
+def _is_failure(condition: Condition) -> bool:
+    return (
+        (condition.type == cond.ENGINE_SELECTED and condition.status == "False")
+        or (condition.type == cond.DEGRADED and condition.status == "True")
+        or (condition.type == cond.AVAILABLE and condition.reason == cond.UNSCHEDULABLE)
+    )

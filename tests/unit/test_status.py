@@ -11,7 +11,7 @@ from kubeinfer import conditions as c
 from kubeinfer.api.v1alpha1 import ModelDeployment, ModelDeploymentStatus
 from kubeinfer.decide import Decision, decide
 from kubeinfer.nodes import node_facts
-from kubeinfer.status import desired_status, status_patch
+from kubeinfer.status import desired_status, status_patch, transition_events
 from kubeinfer.workload import DeploymentSummary, PodSummary
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
@@ -26,8 +26,12 @@ def model_deployment(generation: int = 4, **model: Any) -> ModelDeployment:
         {
             "apiVersion": "kubeinfer.io/v1alpha1",
             "kind": "ModelDeployment",
-            "metadata": {"name": "qwen", "namespace": "models", "generation": generation,
-                         "uid": "0b8f3c2e-5d2a-4f5e-9a51-6a3c1d2e4f70"},
+            "metadata": {
+                "name": "qwen",
+                "namespace": "models",
+                "generation": generation,
+                "uid": "0b8f3c2e-5d2a-4f5e-9a51-6a3c1d2e4f70",
+            },
             "spec": spec(**(model or {**GGUF, "spec_resources": {"gpus": 0}})),
         }
     )
@@ -39,14 +43,21 @@ def decision_for(md: ModelDeployment) -> Decision:
 
 def rolled_out(replicas: int = 1) -> DeploymentSummary:
     return DeploymentSummary(
-        generation=2, observed_generation=2, replicas=replicas, ready_replicas=replicas,
-        updated_replicas=replicas, template_hash=HASH,
+        generation=2,
+        observed_generation=2,
+        replicas=replicas,
+        ready_replicas=replicas,
+        updated_replicas=replicas,
+        template_hash=HASH,
     )
 
 
 def pod(name: str = "qwen-7d9f8c6b5-x2k4p", **kw: Any) -> PodSummary:
     fields: dict[str, Any] = {
-        "template_hash": HASH, "phase": "Running", "unschedulable": None, "failure": None,
+        "template_hash": HASH,
+        "phase": "Running",
+        "unschedulable": None,
+        "failure": None,
         "deleting": False,
     }
     return PodSummary(name=name, **(fields | kw))
@@ -179,3 +190,33 @@ def test_keys_the_new_status_lacks_are_nulled() -> None:
     assert patch is not None
     assert patch["retired_field"] is None
     assert patch["engine"] == "llama.cpp"
+
+
+def test_events_announce_a_new_engine_once() -> None:
+    md = model_deployment()
+    first = running_status(md)
+    events = transition_events(None, first)
+    assert [(e.warning, e.reason) for e in events] == [(False, "EngineSelected")]
+    assert events[0].message.startswith("llama.cpp")
+    assert transition_events(first, running_status(md, now=T1)) == ()
+
+
+def test_events_warn_when_a_condition_turns_bad_and_not_again() -> None:
+    md = model_deployment()
+    healthy = running_status(md)
+    failing_pod = pod(failure="KV cache full — lower n_ctx")
+    failing = desired_status(
+        md, healthy, decision_for(md), HASH, rolled_out(), [failing_pod], now=T1
+    )
+    events = transition_events(healthy, failing)
+    assert [(e.warning, e.reason) for e in events] == [(True, c.ENGINE_FAILED)]
+    assert "KV cache full" in events[0].message
+    assert transition_events(failing, failing) == ()
+
+
+def test_events_warn_about_pods_the_scheduler_cannot_place() -> None:
+    md = model_deployment()
+    stuck = pod(phase="Pending", unschedulable="0/8 nodes are available: Insufficient cpu")
+    status = desired_status(md, None, decision_for(md), HASH, None, [stuck], now=T0)
+    reasons = [e.reason for e in transition_events(None, status) if e.warning]
+    assert c.UNSCHEDULABLE in reasons
