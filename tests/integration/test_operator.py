@@ -351,6 +351,14 @@ def test_runtime_failure_reaches_degraded_with_the_diagnosis(cluster: Cluster) -
     assert degraded["reason"] == "EngineFailed"
     assert diagnosis in degraded["message"]
 
+    def warning_event() -> list[client.CoreV1Event]:
+        events = cluster.core.list_namespaced_event(
+            cluster.ns, field_selector="involvedObject.name=sick,type=Warning"
+        ).items
+        return [e for e in events if e.reason == "EngineFailed" and diagnosis in e.message]
+
+    wait_for("a Warning event with the diagnosis", warning_event)
+
 
 def test_operator_killed_mid_reconcile_converges_without_duplicates(
     cluster: Cluster, operator
