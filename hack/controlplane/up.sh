@@ -125,7 +125,7 @@ start kwok "$bin/kwok" --kubeconfig "$state/kwok.kubeconfig" --config "$stages" 
 
 wait_for "the default service account" 60 kubectl get serviceaccount default -n default
 "$root/.venv/bin/python" "$here/simnodes.py" "$here/nodes.yaml" | kubectl apply --server-side -f - >/dev/null
-wait_for "simulated nodes Ready" 60 kubectl wait --for=condition=Ready node --all --timeout=1s
+kubectl wait --for=condition=Ready node --all --timeout=120s >/dev/null || { log "simulated nodes not Ready; logs in $state/logs"; exit 1; }
 
 log "control plane up in $(python3 -c "print(f'{$(date +%s.%N) - $started:.1f}')")s; logs in $state/logs"
 echo "export KUBECONFIG=$kubeconfig"
