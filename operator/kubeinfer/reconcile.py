@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from kubeinfer import conditions as cond
 from kubeinfer.api.problems import describe
 from kubeinfer.api.v1alpha1 import ModelDeployment, ModelDeploymentStatus
-from kubeinfer.decide import Decision, decide_for_classes, fingerprint
+from kubeinfer.decide import decide_for_classes, fingerprint
 from kubeinfer.kube import Kube
 from kubeinfer.nodes import NodeClass
 from kubeinfer.render import ImageSettings, children, selector
@@ -28,7 +28,6 @@ from kubeinfer.workload import DeploymentSummary, PodSummary
 
 @dataclass(frozen=True)
 class Outcome:
-    decision: Decision | None
     events: tuple[Event, ...]
     applied: bool
     status: ModelDeploymentStatus
@@ -59,7 +58,7 @@ def reconcile(
         md = ModelDeployment.from_object(dict(body))
     except ValidationError as error:
         status = _invalid_status(body, previous, describe(error), now)
-        return _write(kube, meta, previous, status, None, applied=False)
+        return _write(kube, meta, previous, status, applied=False)
 
     decided_for = fingerprint(md.spec)
     kept = previous.engine if previous and previous.decided_for == decided_for else None
@@ -80,7 +79,7 @@ def reconcile(
             applied = True
     status = desired_status(md, previous, decision, desired_hash, deployment, pods, now=now)
     status = status.model_copy(update={"decided_for": decided_for})
-    return _write(kube, meta, previous, status, decision, applied=applied)
+    return _write(kube, meta, previous, status, applied=applied)
 
 
 def parse_status(raw: Any) -> ModelDeploymentStatus | None:
@@ -119,7 +118,6 @@ def _write(
     meta: Mapping[str, Any],
     previous: ModelDeploymentStatus | None,
     status: ModelDeploymentStatus,
-    decision: Decision | None,
     *,
     applied: bool,
 ) -> Outcome:
@@ -127,4 +125,4 @@ def _write(
     if patch is not None:
         kube.patch_status(meta["namespace"], meta["name"], patch)
     events = transition_events(previous, status) if patch is not None else ()
-    return Outcome(decision, events, applied, status, patch is not None)
+    return Outcome(events, applied, status, patch is not None)
