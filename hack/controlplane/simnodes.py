@@ -59,11 +59,7 @@ def node(group: dict[str, Any], index: int) -> dict[str, Any]:
 
 
 def nodes(groups: list[dict[str, Any]], scale: int = 1) -> list[dict[str, Any]]:
-    return [
-        node(group, index)
-        for group in groups
-        for index in range(group["count"] * scale)
-    ]
+    return [node(group, index) for group in groups for index in range(group["count"] * scale)]
 
 
 def main(argv: list[str]) -> None:

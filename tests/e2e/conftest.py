@@ -161,3 +161,23 @@ def runtimes(tmp_path: Path) -> Iterator[list[Runtime]]:
     yield started
     for runtime in started:
         runtime.stop()
+
+
+# The OpenAI calls every engine's end-to-end test makes, against the served tiny model.
+SERVED_NAME = "tiny-llama"
+
+
+def openai_client(runtime: Runtime, timeout: float) -> Any:
+    import openai
+
+    return openai.OpenAI(base_url=runtime.base_url + "/v1", api_key="unused", timeout=timeout)
+
+
+def chat(client: Any, **extra: Any) -> Any:
+    """A short chat request (`stream=True` gives the stream)."""
+    return client.chat.completions.create(
+        model=SERVED_NAME,
+        messages=[{"role": "user", "content": "Hello"}],
+        max_tokens=8,
+        **extra,
+    )

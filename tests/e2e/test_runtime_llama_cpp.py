@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import tiny_model
-from conftest import Runtime, eventually, http_get, listening, start_runtime
+from conftest import Runtime, chat, eventually, http_get, listening, openai_client, start_runtime
 
 pytestmark = pytest.mark.engine
 openai = pytest.importorskip("openai")
@@ -32,7 +32,7 @@ def runtime(tiny: tiny_model.TinyModel, module_tmp: Path) -> Iterator[Runtime]:
 
 @pytest.fixture(scope="module")
 def client(runtime: Runtime) -> openai.OpenAI:
-    return openai.OpenAI(base_url=runtime.base_url + "/v1", api_key="unused", timeout=60)
+    return openai_client(runtime, timeout=60)
 
 
 def test_models_lists_the_served_name(client: openai.OpenAI) -> None:
@@ -40,9 +40,7 @@ def test_models_lists_the_served_name(client: openai.OpenAI) -> None:
 
 
 def test_chat_completion(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(
-        model="tiny-llama", messages=[{"role": "user", "content": "Hello"}], max_tokens=8
-    )
+    reply = chat(client)
     assert reply.choices[0].message.role == "assistant"
     assert reply.usage is not None and reply.usage.completion_tokens > 0
 
@@ -54,12 +52,7 @@ def test_completion(client: openai.OpenAI) -> None:
 
 
 def test_streaming_chat(client: openai.OpenAI) -> None:
-    stream = client.chat.completions.create(
-        model="tiny-llama",
-        messages=[{"role": "user", "content": "Hello"}],
-        max_tokens=8,
-        stream=True,
-    )
+    stream = chat(client, stream=True)
     chunks = list(stream)
     assert len(chunks) > 2
     assert chunks[-1].choices == [] or chunks[-1].choices[0].finish_reason is not None

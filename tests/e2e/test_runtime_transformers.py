@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import tiny_model
-from conftest import Runtime, eventually, http_get, start_runtime
+from conftest import Runtime, chat, eventually, http_get, openai_client, start_runtime
 
 pytestmark = pytest.mark.engine
 openai = pytest.importorskip("openai")
@@ -27,7 +27,7 @@ def runtime(tiny: tiny_model.TinyModel, module_tmp: Path) -> Iterator[Runtime]:
 
 @pytest.fixture(scope="module")
 def client(runtime: Runtime) -> openai.OpenAI:
-    return openai.OpenAI(base_url=runtime.base_url + "/v1", api_key="unused", timeout=120)
+    return openai_client(runtime, timeout=120)
 
 
 def test_models_lists_the_served_name(client: openai.OpenAI) -> None:
@@ -35,9 +35,7 @@ def test_models_lists_the_served_name(client: openai.OpenAI) -> None:
 
 
 def test_chat_completion(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(
-        model="tiny-llama", messages=[{"role": "user", "content": "Hello"}], max_tokens=8
-    )
+    reply = chat(client)
     assert reply.choices[0].message.role == "assistant"
     assert reply.choices[0].message.content is not None
 
@@ -48,12 +46,7 @@ def test_completion(client: openai.OpenAI) -> None:
 
 
 def test_streaming_chat(client: openai.OpenAI) -> None:
-    stream = client.chat.completions.create(
-        model="tiny-llama",
-        messages=[{"role": "user", "content": "Hello"}],
-        max_tokens=8,
-        stream=True,
-    )
+    stream = chat(client, stream=True)
     assert len(list(stream)) > 2
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import tiny_model
 import vllm_env
-from conftest import Runtime, eventually, http_get, start_runtime
+from conftest import Runtime, chat, eventually, http_get, openai_client, start_runtime
 
 pytestmark = pytest.mark.engine
 openai = pytest.importorskip("openai")
@@ -57,7 +57,7 @@ def runtime(
 
 @pytest.fixture(scope="module")
 def client(runtime: Runtime) -> openai.OpenAI:
-    return openai.OpenAI(base_url=runtime.base_url + "/v1", api_key="unused", timeout=120)
+    return openai_client(runtime, timeout=120)
 
 
 def test_runs_this_clone_and_the_venvs_vllm(runtime: Runtime, venv: vllm_env.VllmEnv) -> None:
@@ -69,18 +69,11 @@ def test_runs_this_clone_and_the_venvs_vllm(runtime: Runtime, venv: vllm_env.Vll
 
 def test_models_chat_completion_streaming(client: openai.OpenAI) -> None:
     assert [m.id for m in client.models.list().data] == ["tiny-llama"]
-    chat = client.chat.completions.create(
-        model="tiny-llama", messages=[{"role": "user", "content": "Hello"}], max_tokens=8
-    )
-    assert chat.choices[0].message.role == "assistant"
+    reply = chat(client)
+    assert reply.choices[0].message.role == "assistant"
     done = client.completions.create(model="tiny-llama", prompt="The quick", max_tokens=8)
     assert done.usage is not None and done.usage.completion_tokens == 8
-    stream = client.chat.completions.create(
-        model="tiny-llama",
-        messages=[{"role": "user", "content": "Hello"}],
-        max_tokens=8,
-        stream=True,
-    )
+    stream = chat(client, stream=True)
     assert len(list(stream)) > 2
 
 

@@ -33,15 +33,24 @@ CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}
 # Values whose children are Kubernetes API objects, documented as a whole.
 API_OBJECT_VALUES = {"podSecurityContext", "securityContext", "resources"}
 EVERYTHING_ON = [
-    "--set", "metrics.serviceMonitor.enabled=true",
-    "--set", "metrics.prometheusRule.enabled=true",
-    "--set", "operator.watchNamespaces={models,team-a}",
-    "--set", "nodeSelector.kubernetes\\.io/os=linux",
-    "--set", "tolerations[0].key=dedicated,tolerations[0].operator=Exists",
-    "--set", "tolerations[0].effect=NoSchedule",
-    "--set", "imagePullSecrets[0].name=registry",
-    "--set", "priorityClassName=system-cluster-critical",
-    "--set", "image.digest=sha256:" + "a" * 64,
+    "--set",
+    "metrics.serviceMonitor.enabled=true",
+    "--set",
+    "metrics.prometheusRule.enabled=true",
+    "--set",
+    "operator.watchNamespaces={models,team-a}",
+    "--set",
+    "nodeSelector.kubernetes\\.io/os=linux",
+    "--set",
+    "tolerations[0].key=dedicated,tolerations[0].operator=Exists",
+    "--set",
+    "tolerations[0].effect=NoSchedule",
+    "--set",
+    "imagePullSecrets[0].name=registry",
+    "--set",
+    "priorityClassName=system-cluster-critical",
+    "--set",
+    "image.digest=sha256:" + "a" * 64,
     "--set-json",
     'affinity={"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":'
     '{"nodeSelectorTerms":[{"matchExpressions":[{"key":"kubernetes.io/arch",'
@@ -69,8 +78,14 @@ def helm(*args: str) -> subprocess.CompletedProcess[str]:
 @cache
 def _template(args: tuple[str, ...], release: str) -> tuple[dict[str, Any], ...]:
     result = helm(
-        "template", release, str(CHART), "--namespace", NAMESPACE,
-        "--kube-version", f"{KUBERNETES_VERSION}.0", *args,
+        "template",
+        release,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        f"{KUBERNETES_VERSION}.0",
+        *args,
     )
     assert result.returncode == 0, result.stderr
     return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
@@ -222,9 +237,7 @@ def test_rendered_objects_are_valid_for_the_pinned_kubernetes(args: list[str]) -
 
 @needs_helm
 def test_one_object_per_template_file() -> None:
-    result = helm(
-        "template", RELEASE, str(CHART), "--kube-version", "1.35.0", *EVERYTHING_ON
-    )
+    result = helm("template", RELEASE, str(CHART), "--kube-version", "1.35.0", *EVERYTHING_ON)
     sources = re.findall(r"^# Source: (\S+)$", result.stdout, re.MULTILINE)
     templates = {f"kubeinfer/templates/{p.name}" for p in (CHART / "templates").glob("*.yaml")}
     assert sorted(sources) == sorted(templates)
@@ -234,7 +247,11 @@ def test_one_object_per_template_file() -> None:
 def test_default_objects() -> None:
     docs = template()
     assert sorted(kinds(docs)) == [
-        "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Service",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "Service",
         "ServiceAccount",
     ]
     for doc in docs:
@@ -256,8 +273,11 @@ def test_cluster_role_rules_are_the_rules_file() -> None:
 @needs_helm
 def test_cluster_scoped_names_carry_the_release() -> None:
     names = {
-        release: {d["metadata"]["name"] for d in template(release=release)
-                  if d["kind"].startswith("ClusterRole")}
+        release: {
+            d["metadata"]["name"]
+            for d in template(release=release)
+            if d["kind"].startswith("ClusterRole")
+        }
         for release in ("one", "two")
     }
     assert names == {"one": {"one-kubeinfer"}, "two": {"two-kubeinfer"}}
@@ -275,8 +295,16 @@ def test_operator_deployment() -> None:
     (container,) = pod["containers"]
     assert container["image"] == "ghcr.io/kubeinfer/operator:0.1.0"
     assert container["command"] == [
-        "kubeinfer", "operator", "--metrics-port", "9090", "--liveness-port", "8080",
-        "--images", "/etc/kubeinfer/images.yaml", "--workers", "16",
+        "kubeinfer",
+        "operator",
+        "--metrics-port",
+        "9090",
+        "--liveness-port",
+        "8080",
+        "--images",
+        "/etc/kubeinfer/images.yaml",
+        "--workers",
+        "16",
     ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -305,7 +333,10 @@ def test_scheduling_values_and_namespaces_reach_the_pod() -> None:
     assert container["image"] == "ghcr.io/kubeinfer/operator@sha256:" + "a" * 64
     command = container["command"]
     assert command[command.index("--namespace") :][:4] == [
-        "--namespace", "models", "--namespace", "team-a",
+        "--namespace",
+        "models",
+        "--namespace",
+        "team-a",
     ]
 
 
@@ -315,8 +346,12 @@ def test_images_config_map_is_what_the_operator_reads() -> None:
     settings = ImageSettings.model_validate(yaml.safe_load(config_map["data"]["images.yaml"]))
     assert settings == ImageSettings()
     overridden = by_kind(
-        template("--set", "runtimeImages.vllm.cuda=registry.local/vllm:0.11.0-cu128",
-                 "--set", "runtimeImages.pullPolicy=Always"),
+        template(
+            "--set",
+            "runtimeImages.vllm.cuda=registry.local/vllm:0.11.0-cu128",
+            "--set",
+            "runtimeImages.pullPolicy=Always",
+        ),
         "ConfigMap",
     )
     settings = ImageSettings.model_validate(yaml.safe_load(overridden["data"]["images.yaml"]))
@@ -346,9 +381,9 @@ def test_metrics_service_and_service_monitor() -> None:
     assert service["spec"]["selector"].items() <= pod_labels.items()
     monitor = by_kind(docs, "ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"][
-        "labels"
-    ].items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
     rule = by_kind(docs, "PrometheusRule")
     alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
     assert "KubeinferOperatorDown" in alerts
@@ -356,8 +391,14 @@ def test_metrics_service_and_service_monitor() -> None:
 
 @needs_helm
 def test_switches_turn_objects_off() -> None:
-    docs = template("--set", "rbac.create=false", "--set", "serviceAccount.create=false",
-                    "--set", "serviceAccount.name=platform-operator")
+    docs = template(
+        "--set",
+        "rbac.create=false",
+        "--set",
+        "serviceAccount.create=false",
+        "--set",
+        "serviceAccount.name=platform-operator",
+    )
     assert kinds(docs) == {"ConfigMap", "Deployment", "Service"}
     pod = by_kind(docs, "Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "platform-operator"

@@ -116,14 +116,18 @@ def pod_object(
         },
         "annotations": {POD_TEMPLATE_HASH: template_hash},
         "ownerReferences": [
-            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "qwen-gguf-cpu-7d9f8c6b5",
-             "uid": "f1d6c3a2-0b9e-4f7d-8c5a-3e2d1c0b9a87", "controller": True,
-             "blockOwnerDeletion": True}
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "name": "qwen-gguf-cpu-7d9f8c6b5",
+                "uid": "f1d6c3a2-0b9e-4f7d-8c5a-3e2d1c0b9a87",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
         ],
     }
     if deleting:
-        metadata |= {"deletionTimestamp": "2025-03-04T05:06:00Z",
-                     "deletionGracePeriodSeconds": 30}
+        metadata |= {"deletionTimestamp": "2025-03-04T05:06:00Z", "deletionGracePeriodSeconds": 30}
     running = {
         "name": "runtime",
         "image": "r/llamacpp:0.1.0",
@@ -140,16 +144,29 @@ def pod_object(
         "conditions": conditions
         if conditions is not None
         else [
-            {"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-             "lastTransitionTime": "2025-03-04T05:00:01Z"},
-            {"type": "Ready", "status": "True", "lastProbeTime": None,
-             "lastTransitionTime": "2025-03-04T05:01:30Z"},
+            {
+                "type": "PodScheduled",
+                "status": "True",
+                "lastProbeTime": None,
+                "lastTransitionTime": "2025-03-04T05:00:01Z",
+            },
+            {
+                "type": "Ready",
+                "status": "True",
+                "lastProbeTime": None,
+                "lastTransitionTime": "2025-03-04T05:01:30Z",
+            },
         ],
     }
     if phase != "Pending" or container is not None:
         status["containerStatuses"] = [running | (container or {})]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata,
-            "spec": {"nodeName": "cpu-0"}, "status": status}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": {"nodeName": "cpu-0"},
+        "status": status,
+    }
 
 
 def unschedulable_pod(name: str = "qwen-gguf-cpu-7d9f8c6b5-p8zq2", **kw: Any) -> dict[str, Any]:
@@ -157,9 +174,14 @@ def unschedulable_pod(name: str = "qwen-gguf-cpu-7d9f8c6b5-p8zq2", **kw: Any) ->
         name,
         phase="Pending",
         conditions=[
-            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-             "message": SCHEDULER_MESSAGE, "lastProbeTime": None,
-             "lastTransitionTime": "2025-03-04T05:00:01Z"}
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": SCHEDULER_MESSAGE,
+                "lastProbeTime": None,
+                "lastTransitionTime": "2025-03-04T05:00:01Z",
+            }
         ],
         **kw,
     )
@@ -221,10 +243,15 @@ def status_reason(condition: Condition) -> tuple[str, str]:
 
 
 def test_deployment_summary() -> None:
-    summary = summarize_deployment(deployment_object(generation=3, observed=2, replicas=2,
-                                                     ready=1, updated=1))
+    summary = summarize_deployment(
+        deployment_object(generation=3, observed=2, replicas=2, ready=1, updated=1)
+    )
     assert summary == DeploymentSummary(
-        generation=3, observed_generation=2, replicas=2, ready_replicas=1, updated_replicas=1,
+        generation=3,
+        observed_generation=2,
+        replicas=2,
+        ready_replicas=1,
+        updated_replicas=1,
         template_hash=CURRENT,
     )
 
@@ -240,8 +267,12 @@ def test_a_just_created_deployment_has_no_status_yet() -> None:
 
 def test_pod_summaries() -> None:
     assert summarize_pod(pod_object()) == PodSummary(
-        name="qwen-gguf-cpu-7d9f8c6b5-x2k4p", template_hash=CURRENT, phase="Running",
-        unschedulable=None, failure=None, deleting=False,
+        name="qwen-gguf-cpu-7d9f8c6b5-x2k4p",
+        template_hash=CURRENT,
+        phase="Running",
+        unschedulable=None,
+        failure=None,
+        deleting=False,
     )
     pending = summarize_pod(unschedulable_pod())
     assert (pending.phase, pending.unschedulable) == ("Pending", SCHEDULER_MESSAGE)
@@ -275,31 +306,63 @@ def test_a_pod_with_no_status_yet_is_pending() -> None:
         ),
         # Terminated right now (not restarted yet), with the diagnosis.
         (
-            {"ready": False, "state": {"terminated": {"exitCode": 1, "reason": "Error",
-                                                      "message": KV_CACHE_FULL}}},
+            {
+                "ready": False,
+                "state": {
+                    "terminated": {"exitCode": 1, "reason": "Error", "message": KV_CACHE_FULL}
+                },
+            },
             KV_CACHE_FULL,
         ),
         (
-            {"ready": False, "state": {"waiting": {
-                "reason": "ImagePullBackOff",
-                "message": 'Back-off pulling image "r/llamacpp:0.1.0"'}}},
+            {
+                "ready": False,
+                "state": {
+                    "waiting": {
+                        "reason": "ImagePullBackOff",
+                        "message": 'Back-off pulling image "r/llamacpp:0.1.0"',
+                    }
+                },
+            },
             'ImagePullBackOff: Back-off pulling image "r/llamacpp:0.1.0"',
         ),
-        ({"ready": False, "state": {"waiting": {"reason": "CreateContainerConfigError"}}},
-         "CreateContainerConfigError: container cannot start"),
+        (
+            {"ready": False, "state": {"waiting": {"reason": "CreateContainerConfigError"}}},
+            "CreateContainerConfigError: container cannot start",
+        ),
         # Starting up is not a failure.
         ({"ready": False, "state": {"waiting": {"reason": "ContainerCreating"}}}, None),
         # Restarted after a crash and loading the model again: the crash is still the news.
-        ({"ready": False, "restartCount": 1,
-          "lastState": {"terminated": {"exitCode": 1, "message": KV_CACHE_FULL}}},
-         KV_CACHE_FULL),
+        (
+            {
+                "ready": False,
+                "restartCount": 1,
+                "lastState": {"terminated": {"exitCode": 1, "message": KV_CACHE_FULL}},
+            },
+            KV_CACHE_FULL,
+        ),
         # Ready again after a crash: recovered, although lastState keeps the old crash.
-        ({"ready": True, "restartCount": 1,
-          "lastState": {"terminated": {"exitCode": 1, "message": KV_CACHE_FULL}}},
-         None),
+        (
+            {
+                "ready": True,
+                "restartCount": 1,
+                "lastState": {"terminated": {"exitCode": 1, "message": KV_CACHE_FULL}},
+            },
+            None,
+        ),
     ],
-    ids=["diagnosis", "exit-code", "oom-killed", "clean-exit-backoff", "terminated-now",
-         "image-pull", "config-error", "creating", "restarting", "recovered"],
+    ids=[
+        "diagnosis",
+        "exit-code",
+        "oom-killed",
+        "clean-exit-backoff",
+        "terminated-now",
+        "image-pull",
+        "config-error",
+        "creating",
+        "restarting",
+        "recovered",
+    ],
 )
 def test_pod_failures(container: dict[str, Any], failure: str | None) -> None:
     assert summarize_pod(pod_object(container=container)).failure == failure
@@ -317,8 +380,11 @@ def test_no_deployment_yet() -> None:
 
 
 def test_rollout_complete() -> None:
-    found = conditions_for(deployment_object(replicas=2, ready=2, updated=2),
-                           [pod_object("a"), pod_object("b")], desired_replicas=2)
+    found = conditions_for(
+        deployment_object(replicas=2, ready=2, updated=2),
+        [pod_object("a"), pod_object("b")],
+        desired_replicas=2,
+    )
     assert status_reason(found[c.AVAILABLE]) == ("True", c.MINIMUM_REPLICAS_AVAILABLE)
     assert found[c.AVAILABLE].message == "2/2 replicas ready"
     assert status_reason(found[c.PROGRESSING]) == ("False", c.ROLLOUT_COMPLETE)
@@ -338,8 +404,9 @@ def test_rollout_complete() -> None:
     ids=["half-updated", "not-observed", "old-template", "not-ready"],
 )
 def test_deploying(deployment: dict[str, Any], message: str) -> None:
-    found = conditions_for(deployment, [pod_object()], desired_replicas=deployment["spec"][
-        "replicas"])
+    found = conditions_for(
+        deployment, [pod_object()], desired_replicas=deployment["spec"]["replicas"]
+    )
     assert status_reason(found[c.PROGRESSING]) == ("True", c.DEPLOYING)
     assert found[c.PROGRESSING].message == message
 
@@ -366,8 +433,9 @@ def test_a_pending_new_pod_does_not_hide_that_the_old_ones_serve() -> None:
 
 
 def test_degraded_with_the_runtimes_diagnosis() -> None:
-    failing = pod_object("qwen-gguf-cpu-7d9f8c6b5-x2k4p",
-                         container=crash_looping(f"loading model\n{KV_CACHE_FULL}"))
+    failing = pod_object(
+        "qwen-gguf-cpu-7d9f8c6b5-x2k4p", container=crash_looping(f"loading model\n{KV_CACHE_FULL}")
+    )
     found = conditions_for(deployment_object(ready=0), [failing])
     assert status_reason(found[c.DEGRADED]) == ("True", c.ENGINE_FAILED)
     assert found[c.DEGRADED].message == f"pod qwen-gguf-cpu-7d9f8c6b5-x2k4p: {KV_CACHE_FULL}"
@@ -388,8 +456,9 @@ def test_the_first_failing_pod_by_name_is_reported() -> None:
     ]
     found = conditions_for(deployment_object(replicas=2, ready=0), pods, desired_replicas=2)
     assert found[c.DEGRADED].message == "pod qwen-a: a failed"
-    reversed_ = conditions_for(deployment_object(replicas=2, ready=0), pods[::-1],
-                               desired_replicas=2)
+    reversed_ = conditions_for(
+        deployment_object(replicas=2, ready=0), pods[::-1], desired_replicas=2
+    )
     assert reversed_ == found
 
 
@@ -407,7 +476,8 @@ def test_pods_of_an_old_template_or_being_deleted_are_ignored() -> None:
 
 
 def test_scaled_to_zero() -> None:
-    found = conditions_for(deployment_object(replicas=0, ready=0, updated=0), [],
-                           desired_replicas=0)
+    found = conditions_for(
+        deployment_object(replicas=0, ready=0, updated=0), [], desired_replicas=0
+    )
     assert status_reason(found[c.AVAILABLE]) == ("False", c.SCALED_TO_ZERO)
     assert status_reason(found[c.PROGRESSING]) == ("False", c.ROLLOUT_COMPLETE)

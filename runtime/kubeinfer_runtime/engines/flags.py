@@ -6,6 +6,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from kubeinfer.runtime_config import RuntimeConfig
+
 
 class ParamError(ValueError):
     """An engine parameter is unknown or has the wrong type; the message names it."""
@@ -54,3 +56,15 @@ def reserved(params: Mapping[str, Any], names: set[str], engine: str) -> None:
             f"{engine} parameter(s) {', '.join(map(repr, clash))} come from the config "
             f"document (model and server sections); remove them from params"
         )
+
+
+def served_as(config: RuntimeConfig) -> list[str]:
+    """Where and under which name an OpenAI server listens (vLLM and SGLang spell it alike)."""
+    return [
+        "--host",
+        config.server.host,
+        "--port",
+        str(config.server.port),
+        "--served-model-name",
+        config.model.name,
+    ]

@@ -6,7 +6,7 @@ import sys
 
 from kubeinfer.runtime_config import RuntimeConfig
 
-from .flags import reserved, to_flags
+from .flags import reserved, served_as, to_flags
 
 RESERVED = {"model_path", "model", "host", "port", "served_model_name"}
 
@@ -21,11 +21,6 @@ def command(config: RuntimeConfig, model_path: str) -> list[str]:
         "sglang.launch_server",
         "--model-path",
         model_path,
-        "--host",
-        config.server.host,
-        "--port",
-        str(config.server.port),
-        "--served-model-name",
-        config.model.name,
+        *served_as(config),
         *to_flags(params),
     ]

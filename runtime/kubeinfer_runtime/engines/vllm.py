@@ -8,7 +8,7 @@ from typing import Any
 
 from kubeinfer.runtime_config import RuntimeConfig
 
-from .flags import ParamError, reserved, to_flags
+from .flags import ParamError, reserved, served_as, to_flags
 
 RESERVED = {"model", "host", "port", "served_model_name"}
 
@@ -19,12 +19,7 @@ def command(config: RuntimeConfig, model_path: str) -> list[str]:
         "vllm",
         "serve",
         model_path,
-        "--host",
-        config.server.host,
-        "--port",
-        str(config.server.port),
-        "--served-model-name",
-        config.model.name,
+        *served_as(config),
         *to_flags(config.params),
     ]
     check_with_vllm(argv)
