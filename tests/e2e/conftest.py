@@ -22,8 +22,6 @@ from typing import Any
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import tiny_model
 
 RUNTIME = str(Path(sys.executable).parent / "kubeinfer-runtime")

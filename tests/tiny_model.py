@@ -204,3 +204,11 @@ def _write_gguf(path: Path, tokenizer, state: dict[str, object], shape: Shape) -
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+
+
+if __name__ == "__main__":
+    # `python tests/tiny_model.py DIR`: build into DIR (the demo's model volume) and say where.
+    import sys
+
+    built = build(Path(sys.argv[1])) if len(sys.argv) > 1 else build()
+    print(built.gguf_path.parent)
