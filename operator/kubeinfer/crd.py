@@ -36,6 +36,32 @@ _NAME_RULE = {
 }
 
 
+# On each item of spec.tolerations: the core/v1 rules the apiserver would otherwise apply only
+# to the Deployment's pod template, after the ModelDeployment was accepted.
+_TOLERATION_RULES = [
+    {
+        "rule": "!has(self.operator) || self.operator != 'Exists' "
+        "|| !has(self.value) || size(self.value) == 0",
+        "message": api.TOLERATION_EXISTS_VALUE,
+        "fieldPath": ".value",
+        "reason": "FieldValueForbidden",
+    },
+    {
+        "rule": "(has(self.key) && size(self.key) > 0) "
+        "|| (has(self.operator) && self.operator == 'Exists')",
+        "message": api.TOLERATION_EMPTY_KEY,
+        "fieldPath": ".key",
+        "reason": "FieldValueRequired",
+    },
+    {
+        "rule": "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+        "message": api.TOLERATION_SECONDS_EFFECT,
+        "fieldPath": ".tolerationSeconds",
+        "reason": "FieldValueInvalid",
+    },
+]
+
+
 def _engine_format_rule(engine: str) -> dict[str, str]:
     formats = ", ".join(f"'{f}'" for f in api.ENGINE_FORMATS[engine])
     return {
@@ -49,6 +75,7 @@ def _engine_format_rule(engine: str) -> dict[str, str]:
 def _spec_rules() -> dict[tuple[str, ...], list[dict[str, str]]]:
     return {
         ("model",): [_GGUF_FILE_RULE],
+        ("tolerations", "[]"): _TOLERATION_RULES,
         (): [_engine_format_rule(engine) for engine in api.ENGINE_FORMATS],
     }
 
@@ -84,7 +111,9 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], with_defaults: bool) ->
         if key in _DROPPED_KEYWORDS or key == "required":
             continue
         if key == "default":
-            if with_defaults and value is not None and not isinstance(value, dict):
+            # An empty-string default says no more than absence, and would be stored in
+            # every object (toleration key, value, effect).
+            if with_defaults and value not in (None, "") and not isinstance(value, dict):
                 out[key] = value
         elif key == "properties":
             out[key] = {name: _convert(sub, defs, with_defaults) for name, sub in value.items()}
@@ -111,7 +140,7 @@ def _attach_rules(
     for path, node_rules in rules.items():
         node = schema
         for name in path:
-            node = node["properties"][name]
+            node = node["items"] if name == "[]" else node["properties"][name]
         node["x-kubernetes-validations"] = node_rules
 
 

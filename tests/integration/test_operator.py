@@ -268,6 +268,15 @@ def test_more_gpus_than_any_node_leaves_pods_pending_with_the_schedulers_reason(
         ),
         ({"model": {"format": "onnx"}}, "spec.model.format"),
         ({"replicas": -1}, "spec.replicas"),
+        (
+            {"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]},
+            "spec.tolerations[*].value must be empty when operator is Exists",
+        ),
+        (
+            {"tolerations": [{"key": "k", "tolerationSeconds": 5}]},
+            "spec.tolerations[*].tolerationSeconds needs effect NoExecute",
+        ),
+        ({"nodeSelector": {"pool": "has space"}}, "spec.nodeSelector.pool"),
     ],
 )
 def test_invalid_manifests_are_refused_at_the_door(cluster: Cluster, spec, message) -> None:  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ wire names (camelCase aliases); Python code uses snake_case (populate_by_name).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -58,6 +59,48 @@ QUANTITY_PATTERN = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
     r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
+
+
+# Label syntax as Kubernetes checks it (k8s.io/apimachinery/pkg/util/validation): a key is
+# an optional DNS-subdomain prefix (253) and a name (63); a value is a name or empty.
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+_DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+LABEL_VALUE_PATTERN = f"^({_LABEL_NAME})?$"
+LABEL_KEY_MAX_LENGTH = 253 + 1 + 63
+# The shape only; the part lengths are checked in _label_key.
+TOLERATION_KEY_PATTERN = f"^(({_DNS_SUBDOMAIN}/)?{_LABEL_NAME})?$"
+TaintEffect = Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"]
+# The core/v1 rules for a toleration, one message each (the CRD's CEL rules say the same).
+TOLERATION_EXISTS_VALUE = "spec.tolerations[*].value must be empty when operator is Exists"
+TOLERATION_EMPTY_KEY = (
+    "spec.tolerations[*].key may be empty only with operator Exists (which tolerates every taint)"
+)
+TOLERATION_SECONDS_EFFECT = "spec.tolerations[*].tolerationSeconds needs effect NoExecute"
+
+
+def _label_key(key: str) -> str:
+    prefix, slash, name = key.rpartition("/")
+    valid = (
+        len(name) <= 63
+        and re.fullmatch(_LABEL_NAME, name) is not None
+        and (not slash or (len(prefix) <= 253 and re.fullmatch(_DNS_SUBDOMAIN, prefix) is not None))
+    )
+    if not valid:
+        raise ValueError(
+            f"{key!r} is not a label key ([prefix/]name: a DNS subdomain of up to 253 "
+            "characters, then up to 63 of A-Z, a-z, 0-9, '-', '_', '.')"
+        )
+    return key
+
+
+def _label_key_or_empty(key: str) -> str:
+    return _label_key(key) if key else key
+
+
+# Map keys cannot carry a schema in a structural CRD: checked when the operator parses the
+# spec. Values (and toleration keys) carry theirs, so the apiserver checks them too.
+LabelKey = Annotated[str, AfterValidator(_label_key)]
+LabelValue = Annotated[str, StringConstraints(max_length=63, pattern=LABEL_VALUE_PATTERN)]
 
 
 def _quantity_to_text(value: object) -> object:
@@ -168,6 +211,38 @@ class Resources(_Spec):
     )
 
 
+class Toleration(_Spec):
+    """core/v1 Toleration: a node taint the pods accept (Kubernetes' matching rules)."""
+
+    key: Annotated[
+        str,
+        StringConstraints(max_length=LABEL_KEY_MAX_LENGTH, pattern=TOLERATION_KEY_PATTERN),
+        AfterValidator(_label_key_or_empty),
+    ] = Field(default="", description="The taint key; empty with operator Exists: every key.")
+    operator: Literal["Exists", "Equal"] = Field(
+        default="Equal", description="Equal compares the value; Exists accepts any value."
+    )
+    value: LabelValue = Field(default="", description="The taint value (operator Equal).")
+    effect: TaintEffect = Field(
+        default="", description="NoSchedule, PreferNoSchedule or NoExecute; empty: every effect."
+    )
+    toleration_seconds: int | None = Field(
+        default=None,
+        alias="tolerationSeconds",
+        description="With effect NoExecute: how long the pod stays after the taint appears.",
+    )
+
+    @model_validator(mode="after")
+    def _core_v1_rules(self) -> Toleration:
+        if self.operator == "Exists" and self.value:
+            raise ValueError(TOLERATION_EXISTS_VALUE)
+        if not self.key and self.operator != "Exists":
+            raise ValueError(TOLERATION_EMPTY_KEY)
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError(TOLERATION_SECONDS_EFFECT)
+        return self
+
+
 class ModelDeploymentSpec(_Spec):
     model: ModelSpec
     engine: EngineChoice = Field(default="auto", description="auto or an engine name.")
@@ -178,6 +253,17 @@ class ModelDeploymentSpec(_Spec):
     )
     resources: Resources = Resources()
     replicas: int = Field(default=1, ge=0, description="Number of serving pods.")
+    node_selector: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict,
+        alias="nodeSelector",
+        description="Only nodes with all these labels are considered (and the pods are pinned "
+        "to them).",
+    )
+    tolerations: tuple[Toleration, ...] = Field(
+        default_factory=tuple,
+        description="Node taints the pods tolerate (core/v1 Toleration), added to the GPU "
+        "tolerations kubeinfer sets.",
+    )
 
     @model_validator(mode="after")
     def _engine_can_load_format(self) -> ModelDeploymentSpec:
