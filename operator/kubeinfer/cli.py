@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from kubeinfer import crd
 from kubeinfer.api.problems import describe
-from kubeinfer.api.v1alpha1 import KIND, ModelDeployment
+from kubeinfer.api.v1alpha1 import KIND, ModelDeployment, Toleration
 from kubeinfer.decide import Decision, decide
 from kubeinfer.nodes import node_facts
 from kubeinfer.render import ImageSettings, children, endpoint_url
@@ -226,7 +226,7 @@ def format_table(md: ModelDeployment, decision: Decision) -> str:
             rows.append(("GPUs", f"none ({plan.accelerator})"))
         rows.append(("Node selector", _pairs(plan.node_selector)))
         if plan.tolerations:
-            tolerated = ", ".join(f"{t.key}:{t.effect}" for t in plan.tolerations)
+            tolerated = ", ".join(_toleration_text(t) for t in plan.tolerations)
             rows.append(("Tolerations", tolerated))
         rows.append(("Endpoint", endpoint_url(md)))
     if decision.engine_params:
@@ -256,6 +256,18 @@ def format_table(md: ModelDeployment, decision: Decision) -> str:
     for candidate in decision.candidates:
         matched = "yes" if candidate.matched else "no"
         text += f"{candidate.engine:<{engine_width}}{matched:<9}{candidate.reason}\n"
+    return text
+
+
+def _toleration_text(t: Toleration) -> str:
+    """key[=value][:effect][ for Ns], as taints are written; `*` for an empty key."""
+    text = t.key or "*"
+    if t.operator == "Equal":
+        text += f"={t.value}"
+    if t.effect:
+        text += f":{t.effect}"
+    if t.toleration_seconds is not None:
+        text += f" for {t.toleration_seconds}s"
     return text
 
 

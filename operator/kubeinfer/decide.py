@@ -1,7 +1,9 @@
 """spec + node facts -> the decision: engine, placement, parameters, and a trace (pure).
 
-Rules (kubeinfer.engines) are evaluated for every engine on every node class, so the trace
-says for each engine whether it matched and the rule that decided. The choice is then:
+Only the nodes whose labels match spec.nodeSelector count: each class is narrowed to them,
+and a class with none is excluded with that reason. Rules (kubeinfer.engines) are evaluated
+for every engine on every node class, so the trace says for each engine whether it matched
+and the rule that decided. The choice is then:
   - spec.engine names an engine: that engine, or none (with the reason) when it cannot run;
   - auto: the first engine in kubeinfer.engines.PREFERENCE that matched;
   - `keep_engine` (the engine chosen earlier for the same spec) wins over a newer
@@ -27,9 +29,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from kubeinfer import placement as plc
-from kubeinfer.api.v1alpha1 import Candidate, EngineName, ModelDeploymentSpec, Placement
+from kubeinfer.api.v1alpha1 import (
+    Candidate,
+    EngineName,
+    ModelDeploymentSpec,
+    Placement,
+    Toleration,
+)
 from kubeinfer.engines import PREFERENCE, Accelerator, Engine
-from kubeinfer.nodes import NodeClass, NodeFacts, node_classes
+from kubeinfer.nodes import NodeClass, NodeFacts, node_classes, select
 
 _PREFERENCE_TEXT = ", ".join(engine.name for engine in PREFERENCE)
 # Reasons are kept readable when many classes fail the same way.
@@ -38,12 +46,6 @@ _MAX_CLASSES_PER_REASON = 3
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
-
-
-class Toleration(_Frozen):
-    key: str
-    operator: str
-    effect: str
 
 
 class GpuLayerEstimate(_Frozen):
@@ -98,9 +100,17 @@ class Decision(_Frozen):
         return self.model_dump(mode="json", by_alias=True)
 
 
+# Fields added after v1alpha1's first release: left out of the digest while unset, so that
+# upgrading the operator does not count as a spec change for every existing object.
+_LATER_FIELDS = ("nodeSelector", "tolerations")
+
+
 def fingerprint(spec: ModelDeploymentSpec) -> str:
     """A digest of what the decision reads from the spec: everything but the replica count."""
     inputs = spec.model_dump(mode="json", by_alias=True, exclude={"replicas"})
+    for name in _LATER_FIELDS:
+        if not inputs[name]:
+            del inputs[name]
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -115,10 +125,18 @@ def decide_for_classes(
     spec: ModelDeploymentSpec, classes: Sequence[NodeClass], *, keep_engine: str | None = None
 ) -> Decision:
     classes = sorted(classes, key=lambda c: c.id)
+    selected: list[NodeClass] = []
+    unselected: list[str] = []
+    for node_class in classes:
+        narrowed = select(node_class, spec.node_selector)
+        if narrowed is None:
+            unselected.append(node_class.id)
+        else:
+            selected.append(narrowed)
     best: dict[str, plc.Option] = {}
     candidates: list[Candidate] = []
     for engine in PREFERENCE:
-        verdict = _evaluate(engine, spec, classes)
+        verdict = _evaluate(engine, spec, selected, unselected)
         if isinstance(verdict, str):
             candidates.append(Candidate(engine=engine.name, matched=False, reason=verdict))
         else:
@@ -133,16 +151,22 @@ def decide_for_classes(
 
 
 def _evaluate(
-    engine: Engine, spec: ModelDeploymentSpec, classes: Sequence[NodeClass]
+    engine: Engine,
+    spec: ModelDeploymentSpec,
+    classes: Sequence[NodeClass],
+    unselected: Sequence[str],
 ) -> tuple[plc.Option, str] | str:
-    """The best option for `engine` and its matched reason, or the reason it fails."""
+    """The best option for `engine` and its matched reason, or the reason it fails.
+    `unselected`: the ids of the classes without a node that matches spec.nodeSelector."""
     model_rule = engine.check_model(spec.model, spec.engine == engine.name)
     if not model_rule.ok:
         return model_rule.rule
-    if not classes:
+    if not classes and not unselected:
         return f"{model_rule.rule}; but the cluster has no nodes"
     options: list[plc.Option] = []
     failures: dict[str, list[str]] = {}
+    if unselected:
+        failures[_selector_failure(spec)] = list(unselected)
     for node_class in classes:
         failure = _class_failure(engine, spec, node_class)
         if isinstance(failure, plc.Option):
@@ -168,10 +192,15 @@ def _class_failure(
     found = plc.option(engine, spec, node_class)
     if isinstance(found, str):
         return found
-    taints = plc.untolerated_taints(found)
+    taints = plc.untolerated_taints(found, spec.tolerations)
     if taints:
         return f"tainted {', '.join(taints)}"
     return found
+
+
+def _selector_failure(spec: ModelDeploymentSpec) -> str:
+    pairs = ", ".join(f"{k}: {v}" for k, v in sorted(spec.node_selector.items()))
+    return f"no node matches spec.nodeSelector {{{pairs}}}"
 
 
 def _rank(spec: ModelDeploymentSpec, option: plc.Option) -> tuple[Any, ...]:
@@ -272,9 +301,9 @@ def _decision(
     plan = PlacementPlan(
         node_class=option.node_class.id,
         nodes=option.node_class.nodes,
-        node_selector=plc.node_selector(option),
+        node_selector=plc.node_selector(option, spec.node_selector),
         affinity=plc.affinity(option),
-        tolerations=tuple(Toleration(**t) for t in plc.tolerations(option)),
+        tolerations=plc.tolerations(option, spec.tolerations),
         accelerator=option.accelerator,
         gpu_resource=profile.gpu_resource if option.gpus else None,
         gpus_per_replica=option.gpus,

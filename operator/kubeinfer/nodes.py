@@ -4,7 +4,8 @@ Facts come from well-known labels (NVIDIA GPU feature discovery, AMD's node labe
 kubernetes.io/os and /arch) and from allocatable resources. Missing or partial labels are
 normal: every fallback is recorded in `assumptions` so `kubeinfer explain` can say what it
 guessed. Nodes whose facts are identical form one class, so a decision over 1,000 nodes
-looks at a handful of classes.
+looks at a handful of classes. Each class keeps its nodes' labels, so a ModelDeployment's
+nodeSelector narrows the classes grouped once for all (`select`) instead of regrouping.
 
 Labels read (values as the labellers publish them):
   nvidia.com/gpu.present, nvidia.com/gpu.product, nvidia.com/gpu.memory (MiB per GPU),
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal, NamedTuple
 
@@ -101,6 +102,9 @@ class NodeProfile(NamedTuple):
 class NodeFacts(NamedTuple):
     name: str
     profile: NodeProfile
+    # Only for spec.nodeSelector: labels are not part of the profile, or every hostname
+    # label would make a class of its own.
+    labels: Mapping[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,35 @@ class NodeClass:
     id: str
     profile: NodeProfile
     nodes: tuple[str, ...]
+    # The labels of each node, in the order of `nodes` (a class is identified without them).
+    node_labels: tuple[Mapping[str, str], ...] = field(default=(), compare=False, repr=False)
+
+
+def matches(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:
+    """A nodeSelector's rule: every pair is among the labels."""
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def select(node_class: NodeClass, selector: Mapping[str, str]) -> NodeClass | None:
+    """The class narrowed to the nodes that match `selector`; None when none does."""
+    if not selector:
+        return node_class
+    labels = node_class.node_labels or tuple({} for _ in node_class.nodes)
+    kept = [
+        (name, node_labels)
+        for name, node_labels in zip(node_class.nodes, labels, strict=True)
+        if matches(node_labels, selector)
+    ]
+    if not kept:
+        return None
+    if len(kept) == len(node_class.nodes):
+        return node_class
+    return NodeClass(
+        node_class.id,
+        node_class.profile,
+        tuple(name for name, _ in kept),
+        tuple(node_labels for _, node_labels in kept),
+    )
 
 
 def node_facts(node: Mapping[str, Any]) -> NodeFacts:
@@ -166,23 +199,33 @@ def node_facts(node: Mapping[str, Any]) -> NodeFacts:
         schedulable=not spec.get("unschedulable", False),
         assumptions=tuple(assumptions),
     )
-    return NodeFacts(name=str(metadata.get("name", "")), profile=profile)
+    return NodeFacts(name=str(metadata.get("name", "")), profile=profile, labels=dict(labels))
 
 
 def node_classes(facts: Iterable[NodeFacts]) -> tuple[NodeClass, ...]:
     """Group nodes by identical profile; classes and their node lists are sorted."""
-    groups: dict[NodeProfile, list[str]] = {}
+    groups: dict[NodeProfile, list[NodeFacts]] = {}
     for fact in facts:
-        groups.setdefault(fact.profile, []).append(fact.name)
-    ordered = sorted(groups.items(), key=lambda item: (_label(item[0]), min(item[1])))
+        groups.setdefault(fact.profile, []).append(fact)
+    ordered = sorted(
+        groups.items(), key=lambda item: (_label(item[0]), min(f.name for f in item[1]))
+    )
     classes: list[NodeClass] = []
     seen: dict[str, int] = {}
-    for profile, names in ordered:
+    for profile, members in ordered:
         label = _label(profile)
         seen[label] = seen.get(label, 0) + 1
         # Profiles that read the same (e.g. differing only in taints) stay distinct.
         class_id = label if seen[label] == 1 else f"{label} #{seen[label]}"
-        classes.append(NodeClass(id=class_id, profile=profile, nodes=tuple(sorted(names))))
+        members.sort(key=lambda f: f.name)
+        classes.append(
+            NodeClass(
+                id=class_id,
+                profile=profile,
+                nodes=tuple(f.name for f in members),
+                node_labels=tuple(f.labels for f in members),
+            )
+        )
     return tuple(classes)
 
 

@@ -7,13 +7,14 @@ memory label, no model size) the check is skipped and the assumption recorded.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from kubeinfer import fit
-from kubeinfer.api.v1alpha1 import ModelDeploymentSpec
+from kubeinfer.api.v1alpha1 import ModelDeploymentSpec, Toleration
 from kubeinfer.engines import Accelerator, Engine
-from kubeinfer.nodes import GPU_RESOURCES, NodeClass, NodeProfile
+from kubeinfer.nodes import GPU_RESOURCES, NodeClass, NodeProfile, Taint
 
 MiB = 1024 * 1024
 DEFAULT_CONTEXT_LENGTH = 4096
@@ -63,17 +64,30 @@ def context_length(engine: str, params: dict[str, Any]) -> int:
     return value if isinstance(value, int) and value > 0 else DEFAULT_CONTEXT_LENGTH
 
 
-def untolerated_taints(option: Option) -> list[str]:
+def tolerates(toleration: Toleration, taint: Taint) -> bool:
+    """Kubernetes' rule (core/v1 Toleration.ToleratesTaint): an empty effect matches every
+    effect, an empty key (operator Exists) every key; Equal compares the value."""
+    if toleration.effect and toleration.effect != taint.effect:
+        return False
+    if toleration.key and toleration.key != taint.key:
+        return False
+    return toleration.operator == "Exists" or toleration.value == taint.value
+
+
+def untolerated_taints(option: Option, spec_tolerations: Sequence[Toleration] = ()) -> list[str]:
     """Taints that would keep the pod off the class's nodes.
 
     A pod that uses the node's GPUs tolerates the GPU taints (see `tolerations`); a CPU pod
-    tolerates nothing, so GPU nodes stay for the models that need them.
+    tolerates nothing else, so GPU nodes stay for the models that need them. The spec's
+    tolerations count for every pod. As for the scheduler, tolerationSeconds does not matter.
     """
     tolerated = GPU_TAINT_KEYS if option.gpus else frozenset()
     return [
         f"{t.key}={t.value}:{t.effect}" if t.value else f"{t.key}:{t.effect}"
         for t in option.node_class.profile.taints
-        if t.effect in _BLOCKING_EFFECTS and t.key not in tolerated
+        if t.effect in _BLOCKING_EFFECTS
+        and t.key not in tolerated
+        and not any(tolerates(toleration, t) for toleration in spec_tolerations)
     ]
 
 
@@ -206,24 +220,35 @@ def _gpu_layers(spec: ModelDeploymentSpec, profile: NodeProfile, gpus: int) -> G
     return GpuLayers(plan.n_gpu_layers, plan.fits_fully, plan.reason)
 
 
-def node_selector(option: Option) -> dict[str, str]:
-    """Pins the pod to the chosen class: platform, and GPU product when GPUs are used."""
+def node_selector(option: Option, spec_selector: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Pins the pod to the chosen class: platform, and GPU product when GPUs are used; plus
+    the spec's nodeSelector (sorted). The two cannot disagree: the class was chosen among
+    the nodes whose labels match the spec's."""
     profile = option.node_class.profile
-    selector = {"kubernetes.io/os": profile.os, "kubernetes.io/arch": profile.arch}
+    selector = {**(spec_selector or {})}
+    selector.update({"kubernetes.io/os": profile.os, "kubernetes.io/arch": profile.arch})
     if option.gpus and profile.gpu_product:
         selector["nvidia.com/gpu.product"] = profile.gpu_product
-    return selector
+    return dict(sorted(selector.items()))
 
 
-def tolerations(option: Option) -> list[dict[str, str]]:
-    """Tolerate the GPU taints of the chosen class, only when the pod uses its GPUs."""
-    if not option.gpus:
-        return []
-    resource = option.node_class.profile.gpu_resource
-    effects = sorted(
-        {t.effect for t in option.node_class.profile.taints if t.key == resource} or {"NoSchedule"}
-    )
-    return [{"key": str(resource), "operator": "Exists", "effect": e} for e in effects]
+def tolerations(
+    option: Option, spec_tolerations: Sequence[Toleration] = ()
+) -> tuple[Toleration, ...]:
+    """The GPU taints of the chosen class, only when the pod uses its GPUs, then the spec's
+    tolerations in their order; each once."""
+    gpu: list[Toleration] = []
+    if option.gpus:
+        resource = str(option.node_class.profile.gpu_resource)
+        effects = sorted(
+            {t.effect for t in option.node_class.profile.taints if t.key == resource}
+            or {"NoSchedule"}
+        )
+        gpu = [
+            Toleration.model_validate({"key": resource, "operator": "Exists", "effect": e})
+            for e in effects
+        ]
+    return tuple(dict.fromkeys([*gpu, *spec_tolerations]))
 
 
 def affinity(option: Option) -> dict[str, Any] | None:

@@ -33,9 +33,11 @@ def make_node(
     taint_gpu: bool = True,
     extra_taints: tuple[dict[str, str], ...] = (),
     unschedulable: bool = False,
+    extra_labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """A Node object with the labels GPU feature discovery (or AMD's labeller) would set."""
     labels = {"kubernetes.io/os": os, "kubernetes.io/arch": arch, "kubernetes.io/hostname": name}
+    labels |= extra_labels or {}
     resources: dict[str, str] = {"cpu": "32", "memory": "128Gi"}
     taints: list[dict[str, str]] = list(extra_taints)
     if vendor == "nvidia":

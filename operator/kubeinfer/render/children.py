@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from kubeinfer.api.v1alpha1 import API_VERSION, KIND, ModelDeployment
+from kubeinfer.api.v1alpha1 import API_VERSION, KIND, ModelDeployment, Toleration
 from kubeinfer.decide import Decision, PlacementPlan
 from kubeinfer.render.images import ImageSettings
 from kubeinfer.runtime_config import (
@@ -190,8 +190,22 @@ def _pod_template(
     if plan.affinity:
         spec["affinity"] = json.loads(json.dumps(plan.affinity))
     if plan.tolerations:
-        spec["tolerations"] = [t.model_dump() for t in plan.tolerations]
+        spec["tolerations"] = [pod_toleration(t) for t in plan.tolerations]
     return {"metadata": {"labels": labels(md, engine)}, "spec": spec}
+
+
+def pod_toleration(toleration: Toleration) -> dict[str, Any]:
+    """As core/v1 writes it: empty fields left out, the operator always stated."""
+    out: dict[str, Any] = {"operator": toleration.operator}
+    for name, value in (
+        ("key", toleration.key),
+        ("value", toleration.value),
+        ("effect", toleration.effect),
+        ("tolerationSeconds", toleration.toleration_seconds),
+    ):
+        if value not in ("", None):
+            out[name] = value
+    return out
 
 
 def _container(
