@@ -7,7 +7,7 @@ ARG BASE=python:3.11.11-slim-bookworm
 # Build stage: a wheel of the package, then a virtual environment with the operator extra.
 FROM ${BASE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/venv
+RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY pyproject.toml /src/
 COPY operator /src/operator
