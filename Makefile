@@ -80,3 +80,10 @@ bench-runtime: venv
 .PHONY: bench-operator
 bench-operator: venv controlplane
 	$(PY) benchmarks/bench_operator.py $(ARGS)
+
+# Container images built here without a registry (buildah on a Debian base made with
+# debootstrap) and written as OCI archives into ~/.cache/kubeinfer/images, for a containerd:
+# `bash hack/images/import.sh SOCKET`. images/README.md has the details.
+.PHONY: images
+images:
+	@bash hack/images/build.sh
