@@ -75,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     operator.add_argument("--liveness-port", type=int, default=8080, help="GET /healthz")
     operator.add_argument("--images", type=Path, help="YAML of runtime images (Helm values)")
     operator.add_argument("--workers", type=int, default=16, help="concurrent reconciles")
+    operator.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=300,
+        help="how often each ModelDeployment's children are read back from the API "
+        "(jittered), to repair what the watches missed",
+    )
     operator.set_defaults(run=_operator)
     return parser
 
@@ -140,6 +147,7 @@ def _operator(args: argparse.Namespace, out: TextIO) -> int:
         liveness_port=args.liveness_port,
         images=images,
         workers=args.workers,
+        resync_seconds=args.resync_seconds,
     )
     return 0
 

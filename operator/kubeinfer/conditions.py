@@ -31,6 +31,10 @@ REPLICAS_UNAVAILABLE = "ReplicasUnavailable"
 SCALED_TO_ZERO = "ScaledToZero"
 ENGINE_FAILED = "EngineFailed"
 AS_EXPECTED = "AsExpected"
+# A child's name is held by an object this ModelDeployment does not control.
+NAME_CONFLICT = "NameConflict"
+# The API server refused a child (its message is in the condition).
+APPLY_FAILED = "ApplyFailed"
 
 
 def timestamp(now: datetime) -> str:

@@ -28,7 +28,6 @@ _GGUF_FILE_RULE = {
     "fieldPath": ".file",
     "reason": "FieldValueRequired",
 }
-_MAX_ENGINE_PARAMS = 128
 _NAME_RULE = {
     "rule": f"size(self.metadata.name) <= {api.NAME_MAX_LENGTH} && "
     f"self.metadata.name.matches('{api.NAME_PATTERN}')",
@@ -72,9 +71,31 @@ def _engine_format_rule(engine: str) -> dict[str, str]:
     }
 
 
+_PARENT = f"self.matches(r'{api.PARENT_SEGMENT_PATTERN}')"
+_URI_RULES = [
+    {"rule": f"self.matches(r'{api.URI_PATTERN}')", "message": api.URI_MESSAGE},
+    {"rule": f"!{_PARENT}", "message": api.URI_PARENT_MESSAGE},
+]
+_FILE_RULES = [{"rule": f"!self.startsWith('/') && !{_PARENT}", "message": api.FILE_MESSAGE}]
+
+
+def _quantity_rule(maximum: str, message: str) -> dict[str, str]:
+    # int-or-string: string() makes both one type; the pattern has already checked the syntax.
+    value = "quantity(string(self))"
+    return {
+        "rule": f"!isQuantity(string(self)) || ({value}.isGreaterThan(quantity('0')) "
+        f"&& !{value}.isGreaterThan(quantity('{maximum}')))",
+        "message": message,
+    }
+
+
 def _spec_rules() -> dict[tuple[str, ...], list[dict[str, str]]]:
     return {
         ("model",): [_GGUF_FILE_RULE],
+        ("model", "uri"): _URI_RULES,
+        ("model", "file"): _FILE_RULES,
+        ("resources", "cpu"): [_quantity_rule(api.CPU_MAX, api.CPU_MESSAGE)],
+        ("resources", "memory"): [_quantity_rule(api.MEMORY_MAX, api.MEMORY_MESSAGE)],
         ("tolerations", "[]"): _TOLERATION_RULES,
         (): [_engine_format_rule(engine) for engine in api.ENGINE_FORMATS],
     }
@@ -147,10 +168,8 @@ def _attach_rules(
 def spec_schema() -> dict[str, Any]:
     schema = structural_schema(api.ModelDeploymentSpec, with_defaults=True)
     _attach_rules(schema, _spec_rules())
-    # engineParams values are free-form JSON, which CEL cannot type, so the apiserver cannot
-    # run a rule over its keys: keys that are not parameter names are refused when the
-    # operator parses the spec (kubeinfer.api.v1alpha1.ParamName) instead.
-    schema["properties"]["engineParams"]["maxProperties"] = _MAX_ENGINE_PARAMS
+    # engineParams values are free-form JSON, which CEL cannot type (the apiserver refuses any
+    # rule there): their number is bounded here, their size when the operator parses the spec.
     return schema
 
 

@@ -2,17 +2,24 @@
 
 Every trigger funnels into one reconcile per ModelDeployment, serialised by a lock per
 object: spec changes and restarts (create/update/resume) re-apply the children; events of
-the child Deployment and pods queue a status refresh (bursts share one); node changes
-re-evaluate only the ModelDeployments that are still waiting for an engine. Nothing here
-lists objects: the indexes, fed by kopf's watches, hold what a reconcile reads.
+any child (Deployment, Service, ConfigMap) and of the pods queue a refresh (bursts share one)
+that repairs whatever differs; node changes re-evaluate only the ModelDeployments that are
+still waiting for an engine. The indexes, fed by kopf's watches, hold what a reconcile reads;
+a periodic, jittered resync reads each ModelDeployment's children from the API instead, which
+catches what the watches missed (a deletion while the API server was away). A refresh whose
+write failed is tried again with exponential back-off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
+import random
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,11 +30,12 @@ from prometheus_client import start_http_server
 
 from kubeinfer import metrics
 from kubeinfer.api.v1alpha1 import GROUP, PLURAL, VERSION, ModelDeploymentStatus
-from kubeinfer.kube import Kube
+from kubeinfer.drift import ChildState, child_state
+from kubeinfer.kube import CHILD_KINDS, Kube, api_message
 from kubeinfer.nodes import NodeClass, NodeFacts, node_classes, node_facts
 from kubeinfer.reconcile import Outcome, parse_status, reconcile
 from kubeinfer.render import ImageSettings
-from kubeinfer.workload import summarize_deployment, summarize_pod
+from kubeinfer.workload import DeploymentSummary, summarize_deployment, summarize_pod
 
 MD = (GROUP, VERSION, PLURAL)
 PREFIX = "kubeinfer.io"
@@ -38,8 +46,12 @@ Key = tuple[str, str]
 NODE_SETTLE_SECONDS = 1.0
 # Child events within this window share one status refresh (a rollout is a burst of them).
 CHILD_SETTLE_SECONDS = 0.5
-# A refresh that failed (the API briefly unavailable) is tried again after this long.
-RETRY_SECONDS = 5.0
+# A refresh that failed is tried again after 1, 2, 4 ... seconds, at most 5 minutes apart.
+RETRY_FIRST_SECONDS = 1.0
+RETRY_MAX_SECONDS = 300.0
+# Every ModelDeployment's children are read from the API this often (each at its own random
+# moment within the period), in case the watches missed an event.
+RESYNC_SECONDS = 300.0
 logger = logging.getLogger(__name__)
 
 
@@ -59,7 +71,12 @@ class Controller:
     nodes_dirty: bool = False  # nodes changed since waiting ModelDeployments last looked
     node_pass: asyncio.Task[None] | None = None
     queued: set[Key] = field(default_factory=set)  # refreshes waiting to run
+    verify: set[Key] = field(default_factory=set)  # ... that read the children from the API
+    failures: dict[Key, int] = field(default_factory=dict)  # failed refreshes in a row
+    retries: dict[Key, asyncio.Task[None]] = field(default_factory=dict)  # their next tries
     tasks: set[asyncio.Task[None]] = field(default_factory=set)  # keeps them referenced
+    resync_seconds: float = RESYNC_SECONDS
+    resync: asyncio.Task[None] | None = None
 
     def set_node(self, name: str, facts: NodeFacts | None) -> None:
         if self.node_facts.get(name) != facts:
@@ -73,11 +90,25 @@ class Controller:
         return self.node_classes
 
 
+class HashedDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf keeps the last handled spec in an annotation to notice changes; a digest of it
+    does that as well, and stays small where a copy of a large spec would overflow the
+    256 KiB the API server allows for all annotations. (kopf's diffs then say only that
+    something changed, which is all on_spec reads.)"""
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        essence = super().build(body=body, extra_fields=extra_fields)
+        digest = hashlib.sha256(json.dumps(essence, sort_keys=True).encode()).hexdigest()
+        return cast(kopf.BodyEssence, {"sha256": digest})
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = f"{PREFIX}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = HashedDiffBase(
         prefix=PREFIX, key="last-handled-configuration"
     )
     settings.posting.level = logging.INFO
@@ -92,7 +123,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=memo.get("workers", 16), thread_name_prefix="reconcile")
     )
-    ctl = Controller(kube=Kube.connect(), images=memo.get("images") or ImageSettings())
+    ctl = Controller(
+        kube=Kube.connect(),
+        images=memo.get("images") or ImageSettings(),
+        resync_seconds=memo.get("resync_seconds") or RESYNC_SECONDS,
+    )
     memo.controller = ctl
     metrics.REGISTRY.register(metrics.ConditionsCollector(lambda: ctl.statuses.values()))
     metrics.REGISTRY.register(metrics.NodesCollector(lambda: ctl.node_facts.values()))
@@ -111,7 +146,13 @@ async def node_index(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> N
 
 
 @kopf.index(*MD)
-async def md_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+async def md_index(
+    namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo, **indexes: Any
+) -> dict[Key, Any]:
+    ctl: Controller = memo.controller
+    if ctl.resync is None:
+        # Started here, where the indexes are at hand (startup handlers get none).
+        ctl.resync = asyncio.create_task(_resync_forever(ctl, indexes))
     return {(namespace or "", name): _snapshot(body)}
 
 
@@ -137,6 +178,31 @@ async def deployment_index(
     return {key: summarize_deployment(body)}
 
 
+@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+async def deployment_state_index(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[Key, ChildState]:
+    return {(namespace or "", labels.get(INSTANCE, "")): child_state(body)}
+
+
+@kopf.index("services", labels=MANAGED)
+async def service_index(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, memo: kopf.Memo, **indexes: Any
+) -> dict[Key, ChildState]:
+    key = (namespace or "", labels.get(INSTANCE, ""))
+    _queue_refresh(memo.controller, key, indexes, trigger="child")
+    return {key: child_state(body)}
+
+
+@kopf.index("configmaps", labels=MANAGED)
+async def configmap_index(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, memo: kopf.Memo, **indexes: Any
+) -> dict[Key, ChildState]:
+    key = (namespace or "", labels.get(INSTANCE, ""))
+    _queue_refresh(memo.controller, key, indexes, trigger="child")
+    return {key: child_state(body)}
+
+
 @kopf.index("pods", labels=MANAGED)
 async def pod_index(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, memo: kopf.Memo, **indexes: Any
@@ -156,17 +222,22 @@ async def on_spec(
     body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **indexes: Any
 ) -> None:
     """A new or changed spec, or an operator restart: decide, apply everything, report."""
+    ctl: Controller = memo.controller
     key = (namespace or "", name)
-    await _run(memo.controller, key, _snapshot(body), indexes, apply_always=True, trigger="spec")
+    outcome = await _run(ctl, key, _snapshot(body), indexes, apply_always=True, trigger="spec")
+    if outcome.problem is not None:
+        _retry_later(ctl, key, indexes, "spec", None, None)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+@kopf.on.event("services", labels=MANAGED)
+@kopf.on.event("configmaps", labels=MANAGED)
 @kopf.on.event("pods", labels=MANAGED)
 async def on_child_deleted(
     namespace: str | None, labels: kopf.Labels, type: str | None, memo: kopf.Memo, **indexes: Any
 ) -> None:
-    """kopf runs no indexer for a deletion: a deleted child (a Deployment removed by hand,
-    an evicted pod) queues the owner's refresh here."""
+    """kopf runs no indexer for a deletion: a deleted child (removed by hand, an evicted
+    pod) queues the owner's refresh here."""
     if type == "DELETED":
         key = (namespace or "", labels.get(INSTANCE, ""))
         _queue_refresh(memo.controller, key, indexes, trigger="child")
@@ -195,6 +266,8 @@ async def forget_deleted(
         key = (namespace or "", name)
         ctl.statuses.pop(key, None)
         ctl.locks.pop(key, None)
+        ctl.failures.pop(key, None)
+        _cancel_retry(ctl, key)
 
 
 async def _reevaluate_waiting(ctl: Controller, indexes: dict[str, Any]) -> None:
@@ -228,6 +301,22 @@ def _queue_refresh(
     task.add_done_callback(ctl.tasks.discard)
 
 
+async def _resync_forever(ctl: Controller, indexes: dict[str, Any]) -> None:
+    """Each period, every ModelDeployment gets one refresh that reads its children from the
+    API, at a random moment within the period (so they never come all at once)."""
+    while True:
+        keys = list(indexes["md_index"])
+        moments = sorted((random.uniform(0, ctl.resync_seconds), key) for key in keys)
+        waited = 0.0
+        for moment, key in moments:
+            await asyncio.sleep(moment - waited)
+            waited = moment
+            if key in indexes["md_index"]:
+                ctl.verify.add(key)
+                _queue_refresh(ctl, key, indexes, trigger="resync", settle=0)
+        await asyncio.sleep(ctl.resync_seconds - waited)
+
+
 async def _queued_refresh(
     ctl: Controller, key: Key, indexes: dict[str, Any], trigger: str, settle: float
 ) -> None:
@@ -237,11 +326,50 @@ async def _queued_refresh(
     snapshot = next(iter(store), None) if store else None
     if snapshot is None:
         return  # the owner is gone; garbage collection takes the children
+    verify = key in ctl.verify
+    ctl.verify.discard(key)
     try:
-        await _run(ctl, key, snapshot, indexes, apply_always=False, trigger=trigger)
-    except Exception:
-        logger.exception("refreshing %s/%s failed; trying again in %ss", *key, RETRY_SECONDS)
-        _queue_refresh(ctl, key, indexes, trigger=trigger, settle=RETRY_SECONDS)
+        outcome = await _run(
+            ctl, key, snapshot, indexes, apply_always=False, trigger=trigger, verify=verify
+        )
+    except Exception as error:
+        # One line naming the object; the status could not be written either.
+        _retry_later(ctl, key, indexes, trigger, f"refreshing {key[0]}/{key[1]} failed", error)
+        return
+    if outcome.problem is not None:
+        _retry_later(ctl, key, indexes, trigger, None, None)
+
+
+def _retry_later(
+    ctl: Controller,
+    key: Key,
+    indexes: dict[str, Any],
+    trigger: str,
+    what: str | None,
+    error: Exception | None,
+) -> None:
+    """The next try waits apart from the event queue: child events meanwhile still refresh
+    at once, and a success cancels it."""
+    failures = ctl.failures.get(key, 0) + 1
+    ctl.failures[key] = failures
+    delay = min(RETRY_FIRST_SECONDS * 2 ** (failures - 1), RETRY_MAX_SECONDS)
+    if what is not None and error is not None:
+        logger.warning("%s: %s; trying again in %.0fs", what, api_message(error), delay)
+    if key in ctl.retries and not ctl.retries[key].done():
+        return
+
+    async def later() -> None:
+        await asyncio.sleep(delay)
+        ctl.retries.pop(key, None)
+        _queue_refresh(ctl, key, indexes, trigger=trigger, settle=0)
+
+    ctl.retries[key] = asyncio.create_task(later())
+
+
+def _cancel_retry(ctl: Controller, key: Key) -> None:
+    retry = ctl.retries.pop(key, None)
+    if retry is not None:
+        retry.cancel()
 
 
 async def _run(
@@ -252,16 +380,27 @@ async def _run(
     *,
     apply_always: bool,
     trigger: str,
-) -> None:
+    verify: bool = False,
+) -> Outcome:
     async with ctl.locks[key]:
         # Read the indexes here, in the event loop, and hand plain values to the thread.
         classes = ctl.classes()
-        deployments = indexes["deployment_index"].get(key)
-        deployment = next(iter(deployments), None) if deployments else None
+        deployment = _first(indexes["deployment_index"], key)
+        live = {
+            kind: state
+            for kind, index in zip(
+                CHILD_KINDS,
+                ("configmap_index", "service_index", "deployment_state_index"),
+                strict=True,
+            )
+            if (state := _first(indexes[index], key)) is not None
+        }
         pods = list(indexes["pod_index"].get(key, ()))
         previous = ctl.statuses.get(key) or parse_status(body.get("status"))
         started = time.perf_counter()
         try:
+            if verify:
+                live, deployment = await asyncio.to_thread(_read_children, ctl.kube, key)
             outcome: Outcome = await asyncio.to_thread(
                 reconcile,
                 body,
@@ -269,6 +408,7 @@ async def _run(
                 classes,
                 deployment,
                 pods,
+                live,
                 kube=ctl.kube,
                 images=ctl.images,
                 apply_always=apply_always,
@@ -280,9 +420,33 @@ async def _run(
         finally:
             metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
         changed = outcome.status_written or outcome.applied
-        metrics.RECONCILES.labels("changed" if changed else "unchanged", trigger).inc()
+        result = "error" if outcome.problem else "changed" if changed else "unchanged"
+        metrics.RECONCILES.labels(result, trigger).inc()
         ctl.statuses[key] = outcome.status
+        if outcome.problem is None:
+            ctl.failures.pop(key, None)
+            _cancel_retry(ctl, key)
     _post_events(body, outcome)
+    return outcome
+
+
+def _first(index: Any, key: Key) -> Any:
+    store = index.get(key)
+    return next(iter(store), None) if store else None
+
+
+def _read_children(kube: Kube, key: Key) -> tuple[dict[str, ChildState], DeploymentSummary | None]:
+    """The children as the API has them now (a resync: the watches may have missed events)."""
+    live: dict[str, ChildState] = {}
+    deployment = None
+    for kind in CHILD_KINDS:
+        body = kube.read(kind, *key)
+        if body is None or (body.get("metadata", {}).get("labels") or {}).get(INSTANCE) != key[1]:
+            continue  # absent, or not one of kubeinfer's (a create finds out which)
+        live[kind] = child_state(body)
+        if kind == "Deployment":
+            deployment = summarize_deployment(body)
+    return live, deployment
 
 
 def _post_events(body: dict[str, Any], outcome: Outcome) -> None:

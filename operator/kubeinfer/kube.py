@@ -1,20 +1,26 @@
-"""The operator's writes to the Kubernetes API: server-side apply of children, status patches.
+"""The operator's calls to the Kubernetes API: server-side apply of children, their reads when
+a resync checks the cluster itself, and status patches.
 
-A thin layer over the official client; every call skips response deserialisation (the
-operator reads the cluster through its watches, never through these replies).
+A thin layer over the official client; writes skip response deserialisation (the operator
+reads the cluster through its watches, never through those replies).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from kubeinfer.api.v1alpha1 import GROUP, PLURAL, VERSION
+from kubeinfer.drift import FIELD_MANAGER, adopted_managed_fields
 
-FIELD_MANAGER = "kubeinfer"
 _APPLY = "application/apply-patch+yaml"
 _MERGE = "application/merge-patch+json"
+_JSON_PATCH = "application/json-patch+json"
+CHILD_KINDS = ("ConfigMap", "Service", "Deployment")
 
 
 class Kube:
@@ -35,16 +41,18 @@ class Kube:
         configuration.connection_pool_maxsize = 32
         return cls(client.ApiClient(configuration))
 
-    def apply(self, obj: dict[str, Any]) -> None:
-        """Server-side apply as the kubeinfer field manager (idempotent)."""
-        meta = obj["metadata"]
-        method = {
+    def _patch(self, kind: str) -> Callable[..., Any]:
+        return {
             "ConfigMap": self._core.patch_namespaced_config_map,
             "Service": self._core.patch_namespaced_service,
             "Deployment": self._apps.patch_namespaced_deployment,
-        }[obj["kind"]]
+        }[kind]
+
+    def apply(self, obj: Mapping[str, Any]) -> None:
+        """Server-side apply as the kubeinfer field manager (idempotent)."""
+        meta = obj["metadata"]
         _release(
-            method(
+            self._patch(obj["kind"])(
                 meta["name"],
                 meta["namespace"],
                 obj,
@@ -52,6 +60,46 @@ class Kube:
                 force=True,
                 _content_type=_APPLY,
                 _preload_content=False,
+            )
+        )
+
+    def read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The live object as plain JSON, or None when there is none."""
+        method = {
+            "ConfigMap": self._core.read_namespaced_config_map,
+            "Service": self._core.read_namespaced_service,
+            "Deployment": self._apps.read_namespaced_deployment,
+        }[kind]
+        try:
+            response: Any = method(name, namespace, _preload_content=False)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        try:
+            return dict(json.loads(response.data))
+        finally:
+            response.release_conn()
+
+    def reclaim_fields(self, kind: str, namespace: str, name: str) -> None:
+        """Hands the fields other managers own in the spec or data to kubeinfer, so that the
+        next apply removes what kubeinfer's object leaves out. Guarded by the resourceVersion:
+        a change in between fails this (409) instead of being taken over."""
+        live = self.read(kind, namespace, name)
+        if live is None:
+            return
+        meta = live["metadata"]
+        patch = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+            {
+                "op": "replace",
+                "path": "/metadata/managedFields",
+                "value": adopted_managed_fields(meta.get("managedFields") or []),
+            },
+        ]
+        _release(
+            self._patch(kind)(
+                name, namespace, patch, _content_type=_JSON_PATCH, _preload_content=False
             )
         )
 
@@ -68,6 +116,20 @@ class Kube:
                 _preload_content=False,
             )
         )
+
+
+def api_message(error: Exception) -> str:
+    """The API server's own message (its Status reply), else the error as text."""
+    if isinstance(error, ApiException):
+        try:
+            status = json.loads(error.body or "")
+            message = status.get("message")
+            if message:
+                return f"{message} ({error.status})"
+        except (ValueError, AttributeError):
+            pass
+        return f"{error.status} {error.reason}"
+    return f"{type(error).__name__}: {error}"
 
 
 def _release(response: Any) -> None:

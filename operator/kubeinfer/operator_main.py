@@ -30,6 +30,7 @@ def run_operator(
     liveness_port: int,
     images: ImageSettings,
     workers: int,
+    resync_seconds: float,
 ) -> None:
     kopf.configure(log_format=kopf.LogFormat.PLAIN)
     for handler in logging.getLogger().handlers:
@@ -40,5 +41,10 @@ def run_operator(
         # One replica (Recreate): no peering objects to create or to block on.
         standalone=True,
         liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz",
-        memo=kopf.Memo(images=images, metrics_port=metrics_port, workers=workers),
+        memo=kopf.Memo(
+            images=images,
+            metrics_port=metrics_port,
+            workers=workers,
+            resync_seconds=resync_seconds,
+        ),
     )

@@ -8,10 +8,23 @@ from datetime import datetime
 from typing import Any
 
 from kubeinfer import conditions as cond
-from kubeinfer.api.v1alpha1 import Condition, ModelDeployment, ModelDeploymentStatus
+from kubeinfer.api.v1alpha1 import (
+    Condition,
+    ConditionStatus,
+    ModelDeployment,
+    ModelDeploymentStatus,
+)
 from kubeinfer.decide import Decision
 from kubeinfer.render import endpoint_url, selector
 from kubeinfer.workload import DeploymentSummary, PodSummary, workload_conditions
+
+
+@dataclass(frozen=True)
+class ChildProblem:
+    """A child kubeinfer could not bring in line: a name conflict or a refused write."""
+
+    reason: str
+    message: str
 
 
 def desired_status(
@@ -22,6 +35,7 @@ def desired_status(
     deployment: DeploymentSummary | None,
     pods: Iterable[PodSummary],
     *,
+    problem: ChildProblem | None = None,
     now: datetime,
 ) -> ModelDeploymentStatus:
     """What the status should say now; lastTransitionTime is kept where nothing changed."""
@@ -36,6 +50,18 @@ def desired_status(
             generation=generation,
             now=now,
         )
+    if decision.engine is not None and problem is not None:
+        # A child that is missing or differs: never Available, and Degraded says which.
+        pairs: tuple[tuple[str, ConditionStatus], ...] = (
+            (cond.AVAILABLE, "False"),
+            (cond.DEGRADED, "True"),
+        )
+        for type_, status in pairs:
+            new.append(
+                cond.condition(
+                    type_, status, problem.reason, problem.message, generation=generation, now=now
+                )
+            )
     conditions = previous.conditions if previous else ()
     for condition in new:
         conditions = cond.set_condition(conditions, condition)

@@ -7,7 +7,9 @@ wire names (camelCase aliases); Python code uses snake_case (populate_by_name).
 
 from __future__ import annotations
 
+import json
 import re
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -59,6 +61,93 @@ QUANTITY_PATTERN = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
     r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
+
+# Bounds that keep every object kubeinfer writes (and kopf's last-handled annotation, a copy
+# of the spec limited to 256 KiB with the other annotations) under the API server's limits.
+NAME_TEXT_MAX = 253  # model name, family, architecture, GPU product
+URI_MAX = 2048
+FILE_MAX = 1024
+QUANTIZATION_MAX = 64
+ENGINE_PARAMS_MAX = 128  # parameters
+ENGINE_PARAMS_BYTES_MAX = 64 * 1024  # all of them as JSON; CEL cannot see into them
+ENGINE_PARAMS_SIZE_MESSAGE = (
+    f"spec.engineParams must be at most {ENGINE_PARAMS_BYTES_MAX // 1024} KiB as JSON"
+)
+SELECTOR_MAX = 64
+TOLERATIONS_MAX = 32
+GPUS_MAX = 64  # per replica; no node has more
+REPLICAS_MAX = 1000
+CPU_MAX = "1024"  # cores per replica
+MEMORY_MAX = "16Ti"  # per replica
+# The three model sources (the runtime's fetcher reads the same grammar): a hub repo, a path on
+# a PersistentVolumeClaim (a DNS-1123 subdomain claim name), or an absolute path in the image.
+_HF_URI = r"hf://[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*(/[^/]+)*/?"
+_PVC_URI = r"pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(/[^/]+)*/?"
+URI_PATTERN = f"^({_HF_URI}|{_PVC_URI}|/.*)$"
+# A `..` segment would leave the repo, the claim or the model directory.
+PARENT_SEGMENT_PATTERN = r"(^|/)\.\.(/|$)"
+URI_MESSAGE = (
+    "spec.model.uri must be hf://org/repo[/file], pvc://<claim>/<path> (claim: a DNS-1123 "
+    "name) or an absolute path in the image"
+)
+URI_PARENT_MESSAGE = "spec.model.uri must not contain a '..' segment"
+FILE_MESSAGE = "spec.model.file must be a relative path without a '..' segment"
+CPU_MESSAGE = f"spec.resources.cpu must be more than 0 and at most {CPU_MAX}"
+MEMORY_MESSAGE = f"spec.resources.memory must be more than 0 and at most {MEMORY_MAX}"
+_QUANTITY_SUFFIXES: dict[str, int | Decimal] = {
+    "": 1,
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+}
+_QUANTITY_PARTS = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
+
+
+def quantity_value(text: str) -> Decimal | None:
+    """A resource.Quantity as a number (None when it is not one)."""
+    match = _QUANTITY_PARTS.match(text)
+    if not match or match.group(2) not in _QUANTITY_SUFFIXES:
+        return None
+    try:
+        return Decimal(match.group(1)) * Decimal(_QUANTITY_SUFFIXES[match.group(2)])
+    except InvalidOperation:
+        return None
+
+
+def _bounded(maximum: str, message: str) -> Any:
+    def check(text: str) -> str:
+        value = quantity_value(text)
+        if value is not None and not 0 < value <= quantity_value(maximum):  # type: ignore[operator]
+            raise ValueError(message)
+        return text
+
+    return AfterValidator(check)
+
+
+def _model_uri(uri: str) -> str:
+    if not re.match(URI_PATTERN, uri):
+        raise ValueError(URI_MESSAGE)
+    if re.search(PARENT_SEGMENT_PATTERN, uri):
+        raise ValueError(URI_PARENT_MESSAGE)
+    return uri
+
+
+def _model_file(file: str) -> str:
+    if file.startswith("/") or re.search(PARENT_SEGMENT_PATTERN, file):
+        raise ValueError(FILE_MESSAGE)
+    return file
 
 
 # Label syntax as Kubernetes checks it (k8s.io/apimachinery/pkg/util/validation): a key is
@@ -151,11 +240,13 @@ class _Observed(BaseModel):
 class ModelSpec(_Spec):
     name: str = Field(
         min_length=1,
+        max_length=NAME_TEXT_MAX,
         description="Model name; built-in names are matched against the engines' support "
         "lists (case-insensitive). Also the served (OpenAI) model name.",
     )
     family: str | None = Field(
         default=None,
+        max_length=NAME_TEXT_MAX,
         description="Custom models: the built-in family they belong to (matched instead "
         "of the name).",
     )
@@ -163,6 +254,7 @@ class ModelSpec(_Spec):
     quantization: str = Field(
         default="none",
         min_length=1,
+        max_length=QUANTIZATION_MAX,
         description="none, Int3, Int4, Int8, or a GGUF type such as Q4_K_M.",
     )
     size_in_billions: float | None = Field(
@@ -172,15 +264,19 @@ class ModelSpec(_Spec):
         description="Parameter count in billions; drives the GPU memory estimate.",
     )
     abilities: tuple[Ability, ...] = Field(default=("chat",), description="What it serves.")
-    uri: str = Field(
+    uri: Annotated[str, AfterValidator(_model_uri)] = Field(
         min_length=1,
+        max_length=URI_MAX,
         description="hf://org/repo[/file], pvc://claim/path, or an absolute path in the image.",
     )
-    file: str | None = Field(
-        default=None, description="The file inside the repo or directory (GGUF: required)."
+    file: Annotated[str, AfterValidator(_model_file)] | None = Field(
+        default=None,
+        max_length=FILE_MAX,
+        description="The file inside the repo or directory, a relative path (GGUF: required).",
     )
     architecture: str | None = Field(
         default=None,
+        max_length=NAME_TEXT_MAX,
         description="Hugging Face architecture (e.g. Qwen2ForCausalLM); lets SGLang match "
         "models whose family is not in kubeinfer's table.",
     )
@@ -196,17 +292,21 @@ class Resources(_Spec):
     gpus: int | None = Field(
         default=None,
         ge=0,
+        le=GPUS_MAX,
         description="GPUs per replica; 0 runs on CPU; unset lets kubeinfer choose from the "
         "memory estimate.",
     )
     gpu_product: str | None = Field(
         default=None,
+        max_length=NAME_TEXT_MAX,
         alias="gpuProduct",
         description="Preferred GPU product (case-insensitive substring of the node's "
         "product label, e.g. H100).",
     )
-    cpu: Quantity | None = Field(default=None, description="CPU request per replica.")
-    memory: Quantity | None = Field(
+    cpu: Annotated[Quantity, _bounded(CPU_MAX, CPU_MESSAGE)] | None = Field(
+        default=None, description="CPU request per replica."
+    )
+    memory: Annotated[Quantity, _bounded(MEMORY_MAX, MEMORY_MESSAGE)] | None = Field(
         default=None, description="Memory request and limit per replica."
     )
 
@@ -249,21 +349,30 @@ class ModelDeploymentSpec(_Spec):
     engine_params: dict[ParamName, JsonValue] = Field(
         default_factory=dict,
         alias="engineParams",
+        max_length=ENGINE_PARAMS_MAX,
         description="Passed to the engine; llama.cpp nested keys with dots (sampling.top_k).",
     )
     resources: Resources = Resources()
-    replicas: int = Field(default=1, ge=0, description="Number of serving pods.")
+    replicas: int = Field(default=1, ge=0, le=REPLICAS_MAX, description="Number of serving pods.")
     node_selector: dict[LabelKey, LabelValue] = Field(
         default_factory=dict,
         alias="nodeSelector",
+        max_length=SELECTOR_MAX,
         description="Only nodes with all these labels are considered (and the pods are pinned "
         "to them).",
     )
     tolerations: tuple[Toleration, ...] = Field(
         default_factory=tuple,
+        max_length=TOLERATIONS_MAX,
         description="Node taints the pods tolerate (core/v1 Toleration), added to the GPU "
         "tolerations kubeinfer sets.",
     )
+
+    @model_validator(mode="after")
+    def _engine_params_fit(self) -> ModelDeploymentSpec:
+        if len(json.dumps(self.engine_params)) > ENGINE_PARAMS_BYTES_MAX:
+            raise ValueError(ENGINE_PARAMS_SIZE_MESSAGE)
+        return self
 
     @model_validator(mode="after")
     def _engine_can_load_format(self) -> ModelDeploymentSpec:
