@@ -18,6 +18,7 @@ from kubeinfer.api.v1alpha1 import ModelDeployment
 from kubeinfer.decide import Decision, decide
 from kubeinfer.nodes import node_facts
 from kubeinfer.render import ImageSettings, children, deployment, endpoint_url, selector
+from kubeinfer.render.children import model_cache_size
 from kubeinfer.runtime_config import RuntimeConfig
 
 RENDERED_EXAMPLES = ["gguf-cpu", "gguf-gpu", "vllm-h100", "transformers-fallback"]
@@ -87,6 +88,7 @@ def test_deployment_essentials(example_nodes: list[dict[str, Any]]) -> None:
     assert container["securityContext"] == {
         "runAsNonRoot": True,
         "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
     }
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -95,6 +97,45 @@ def test_deployment_essentials(example_nodes: list[dict[str, Any]]) -> None:
     assert (owner["kind"], owner["uid"], owner["controller"]) == ("ModelDeployment", UID, True)
     assert service["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
     assert {p["port"] for p in service["spec"]["ports"]} == {8000, 9090}
+
+
+@pytest.mark.parametrize("example", RENDERED_EXAMPLES)
+def test_runtime_pods_are_pss_restricted_tokenless_and_write_only_to_bounded_emptydirs(
+    example: str, example_nodes: list[dict[str, Any]]
+) -> None:
+    pod = render(example, example_nodes)[2]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in pod  # the namespace's default, which holds no rights
+    # Pod Security Standards, restricted profile.
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    context = container["securityContext"]
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert not {"hostNetwork", "hostPID", "hostIPC"} & set(pod)
+    allowed = {"configMap", "emptyDir", "persistentVolumeClaim"}
+    assert all(set(v) - {"name"} <= allowed for v in pod["volumes"])
+    # Read-only root: every writable mount is an emptyDir with a size limit (shm counts
+    # against the memory limit), and the engines' HOME and TMPDIR point at them.
+    assert context["readOnlyRootFilesystem"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for mount in container["volumeMounts"]:
+        if mount.get("readOnly"):
+            continue
+        empty_dir = volumes[mount["name"]]["emptyDir"]
+        assert empty_dir.get("sizeLimit") or empty_dir.get("medium") == "Memory", mount
+    env = {e["name"]: e["value"] for e in container["env"]}
+    writable = {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")}
+    assert {env["HOME"], env["TMPDIR"], "/models"} <= writable
+
+
+def test_model_cache_is_sized_from_the_parameter_count(example_nodes: list[dict[str, Any]]) -> None:
+    md = load("vllm-h100")
+    assert md.spec.model.size_in_billions == 70
+    assert model_cache_size(md) == "177Gi"  # 70e9 x 2 bytes x 1.25, plus 2
+    unsized = load("vllm-h100", sizeInBillions=None)
+    assert model_cache_size(unsized) == "256Gi"
 
 
 def test_cpu_llama_cpp_has_no_gpu_no_shm_and_the_cpu_image(

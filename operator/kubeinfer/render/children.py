@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
 import yaml
@@ -29,6 +30,14 @@ from kubeinfer.runtime_config import (
 CONFIG_KEY = "runtime.yaml"
 CONFIG_DIR = CONFIG_PATH.rsplit("/", 1)[0]
 MODEL_CACHE_DIR = "/models"
+# The root filesystem is read-only: engines write only to these emptyDirs (compile caches,
+# kernels and hub caches go under HOME; temporary files under /tmp).
+HOME_DIR = "/home/kubeinfer"
+TMP_DIR = "/tmp"
+SCRATCH_SIZE = "4Gi"  # each of HOME and /tmp
+# The model cache holds one download: sized from the parameter count (2 bytes a parameter,
+# the unquantized worst case, plus a margin), or this much when the size is not given.
+MODEL_CACHE_DEFAULT_GI = 256
 POD_TEMPLATE_HASH = "kubeinfer.io/pod-template-hash"
 ENGINE_LABEL = "kubeinfer.io/engine"
 RUNTIME_USER = 1000
@@ -176,6 +185,8 @@ def _pod_template(
     volumes, mounts = _volumes(md, engine)
     spec: dict[str, Any] = {
         "enableServiceLinks": False,
+        # The runtime never talks to the Kubernetes API: no token to steal.
+        "automountServiceAccountToken": False,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": RUNTIME_USER,
@@ -220,6 +231,10 @@ def _container(
         "image": images.image_for(engine, plan.accelerator),
         "imagePullPolicy": images.pull_policy,
         "command": ["kubeinfer-runtime", "--config", CONFIG_PATH],
+        "env": [
+            {"name": "HOME", "value": HOME_DIR},
+            {"name": "TMPDIR", "value": TMP_DIR},
+        ],
         "ports": [
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
             {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
@@ -233,6 +248,7 @@ def _container(
         "securityContext": {
             "runAsNonRoot": True,
             "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
         },
         "terminationMessagePath": "/dev/termination-log",
@@ -271,11 +287,15 @@ def _resources(md: ModelDeployment, plan: PlacementPlan) -> dict[str, Any]:
 def _volumes(md: ModelDeployment, engine: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": md.metadata.name}},
-        {"name": "models", "emptyDir": {}},
+        {"name": "models", "emptyDir": {"sizeLimit": model_cache_size(md)}},
+        {"name": "home", "emptyDir": {"sizeLimit": SCRATCH_SIZE}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": SCRATCH_SIZE}},
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "models", "mountPath": MODEL_CACHE_DIR},
+        {"name": "home", "mountPath": HOME_DIR},
+        {"name": "tmp", "mountPath": TMP_DIR},
     ]
     if engine in _SHM_ENGINES:
         # Memory-backed; its size counts against the container's memory limit.
@@ -290,6 +310,13 @@ def _volumes(md: ModelDeployment, engine: str) -> tuple[list[dict[str, Any]], li
             {"name": "model-pvc", "mountPath": f"{PVC_MOUNT_ROOT}/{claim}", "readOnly": True}
         )
     return volumes, mounts
+
+
+def model_cache_size(md: ModelDeployment) -> str:
+    billions = md.spec.model.size_in_billions
+    if billions is None:
+        return f"{MODEL_CACHE_DEFAULT_GI}Gi"
+    return f"{math.ceil(billions * 2 * 1.25) + 2}Gi"
 
 
 def pvc_claim(uri: str) -> str | None:
