@@ -81,14 +81,18 @@ class Kube:
         finally:
             response.release_conn()
 
-    def reclaim_fields(self, kind: str, namespace: str, name: str) -> None:
+    def reclaim_fields(self, obj: Mapping[str, Any]) -> None:
         """Hands the fields other managers own in the spec or data to kubeinfer, so that the
         next apply removes what kubeinfer's object leaves out. Guarded by the resourceVersion:
-        a change in between fails this (409) instead of being taken over."""
+        a change in between fails this (409) instead of being taken over. kubeinfer's labels
+        go back on at once (the admission policy lets the operator write only labelled
+        objects)."""
+        kind, name, namespace = obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"]
         live = self.read(kind, namespace, name)
         if live is None:
             return
         meta = live["metadata"]
+        labels = {**(meta.get("labels") or {}), **obj["metadata"].get("labels", {})}
         patch = [
             {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
             {
@@ -96,6 +100,7 @@ class Kube:
                 "path": "/metadata/managedFields",
                 "value": adopted_managed_fields(meta.get("managedFields") or []),
             },
+            {"op": "add", "path": "/metadata/labels", "value": labels},
         ]
         _release(
             self._patch(kind)(

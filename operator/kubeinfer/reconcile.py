@@ -122,8 +122,8 @@ def _write_children(
             if step.action is Action.NONE:
                 continue
             if step.action is Action.RECLAIM:
-                kube.reclaim_fields(kind, meta["namespace"], meta["name"])
-            if step.why:
+                kube.reclaim_fields(obj)
+            if step.why and not (apply_always and step.action is Action.CREATE):
                 logger.info("repairing: %s", step.why)
             kube.apply(_guarded(obj, step.state))
             applied = True

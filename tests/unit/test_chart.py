@@ -253,6 +253,8 @@ def test_default_objects() -> None:
         "Deployment",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ]
     for doc in docs:
         assert doc["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
@@ -268,6 +270,52 @@ def test_cluster_role_rules_are_the_rules_file() -> None:
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "ki-kubeinfer", "namespace": NAMESPACE}
     ]
+
+
+@needs_helm
+def test_watched_namespaces_get_roles_and_the_cluster_role_only_reads_nodes_and_crds() -> None:
+    docs = template("--set", "operator.watchNamespaces={models,team-a}")
+    rules = yaml.safe_load(RULES_FILE.read_text())
+    cluster = by_kind(docs, "ClusterRole")["rules"]
+    assert {r for rule in cluster for r in rule["resources"]} == {
+        "nodes",
+        "customresourcedefinitions",
+    }
+    assert all(set(rule["verbs"]) <= {"get", "list", "watch"} for rule in cluster)
+    roles = [d for d in docs if d["kind"] == "Role"]
+    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["models", "team-a"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["models", "team-a"]
+    for role in roles:
+        assert role["rules"] == [r for r in rules if r not in cluster]
+    for binding in bindings:
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "ki-kubeinfer",
+        }
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "ki-kubeinfer", "namespace": NAMESPACE}
+        ]
+    assert not [d for d in template() if d["kind"] in {"Role", "RoleBinding"}]
+
+
+@needs_helm
+def test_admission_policy_limits_the_operators_own_writes() -> None:
+    docs = template()
+    policy = by_kind(docs, "ValidatingAdmissionPolicy")
+    binding = by_kind(docs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {
+        "policyName": policy["metadata"]["name"],
+        "validationActions": ["Deny"],
+    }
+    (match,) = policy["spec"]["matchConditions"]
+    assert match["expression"] == (
+        f"request.userInfo.username == 'system:serviceaccount:{NAMESPACE}:ki-kubeinfer'"
+    )
+    text = yaml.safe_dump(policy["spec"])
+    for rule in ("automountServiceAccountToken", "privileged", "hostPath", "hostPID", "managed-by"):
+        assert rule in text
 
 
 @needs_helm
@@ -398,6 +446,8 @@ def test_switches_turn_objects_off() -> None:
         "serviceAccount.create=false",
         "--set",
         "serviceAccount.name=platform-operator",
+        "--set",
+        "admissionPolicy.enabled=false",
     )
     assert kinds(docs) == {"ConfigMap", "Deployment", "Service"}
     pod = by_kind(docs, "Deployment")["spec"]["template"]["spec"]

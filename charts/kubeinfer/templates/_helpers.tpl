@@ -62,3 +62,15 @@ app.kubernetes.io/part-of: kubeinfer
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* "true" when an RBAC rule is about cluster-scoped resources (nodes, CRDs), else empty. */}}
+{{- define "kubeinfer.clusterScopedRule" -}}
+{{- if or (has "nodes" .resources) (has "customresourcedefinitions" .resources) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* The user name the API server gives the operator's ServiceAccount. */}}
+{{- define "kubeinfer.operatorUser" -}}
+system:serviceaccount:{{ .Release.Namespace }}:{{ include "kubeinfer.serviceAccountName" . }}
+{{- end -}}
