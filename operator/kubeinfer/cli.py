@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -78,9 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     operator.add_argument(
         "--resync-seconds",
         type=float,
-        default=300,
+        default=float(os.environ.get("KUBEINFER_RESYNC_SECONDS", "300")),
         help="how often each ModelDeployment's children are read back from the API "
-        "(jittered), to repair what the watches missed",
+        "(jittered), to repair what the watches missed (env KUBEINFER_RESYNC_SECONDS)",
     )
     operator.set_defaults(run=_operator)
     return parser

@@ -53,6 +53,14 @@ _TOLERATION_RULES = [
         "reason": "FieldValueRequired",
     },
     {
+        # The pattern checks the shape; the part lengths need a rule of their own.
+        "rule": "!has(self.key) || self.key.matches('^([^/]{1,253}/)?[^/]{0,63}$')",
+        "message": "spec.tolerations[*].key must be a prefix of at most 253 characters and "
+        "a name of at most 63",
+        "fieldPath": ".key",
+        "reason": "FieldValueInvalid",
+    },
+    {
         "rule": "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
         "message": api.TOLERATION_SECONDS_EFFECT,
         "fieldPath": ".tolerationSeconds",
