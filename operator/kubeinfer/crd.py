@@ -55,8 +55,7 @@ _TOLERATION_RULES = [
     {
         # The pattern checks the shape; the part lengths need a rule of their own.
         "rule": "!has(self.key) || self.key.matches('^([^/]{1,253}/)?[^/]{0,63}$')",
-        "message": "spec.tolerations[*].key must be a prefix of at most 253 characters and "
-        "a name of at most 63",
+        "message": api.TOLERATION_KEY_LENGTH,
         "fieldPath": ".key",
         "reason": "FieldValueInvalid",
     },

@@ -307,10 +307,12 @@ def test_crd_refuses_the_same_tolerations_with_the_same_messages() -> None:
     assert [rule["message"] for rule in item["x-kubernetes-validations"]] == [
         api.TOLERATION_EXISTS_VALUE,
         api.TOLERATION_EMPTY_KEY,
+        api.TOLERATION_KEY_LENGTH,
         api.TOLERATION_SECONDS_EFFECT,
     ]
     assert [rule["fieldPath"] for rule in item["x-kubernetes-validations"]] == [
         ".value",
+        ".key",
         ".key",
         ".tolerationSeconds",
     ]

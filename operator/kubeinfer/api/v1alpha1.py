@@ -165,6 +165,9 @@ TOLERATION_EMPTY_KEY = (
     "spec.tolerations[*].key may be empty only with operator Exists (which tolerates every taint)"
 )
 TOLERATION_SECONDS_EFFECT = "spec.tolerations[*].tolerationSeconds needs effect NoExecute"
+TOLERATION_KEY_LENGTH = (
+    "spec.tolerations[*].key must be a prefix of at most 253 characters and a name of at most 63"
+)
 
 
 def _label_key(key: str) -> str:
