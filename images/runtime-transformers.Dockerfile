@@ -6,11 +6,18 @@
 #   docker build -f images/runtime-transformers.Dockerfile \
 #     --build-arg BASE=nvidia/cuda:13.0.2-base-ubuntu24.04 --build-arg TORCH_INDEX= \
 #     -t ghcr.io/kubeinfer/runtime-transformers-cuda:0.1.0 .
+# CPU without PyTorch's index (PyPI only; what `make images` uses where that index is out of
+# reach): PyPI's torch is the CUDA build, which runs on CPU but cannot load without its
+# nvidia-* libraries; triton (torch.compile on GPUs, about 1 GB) is left out:
+#   docker build -f images/runtime-transformers.Dockerfile \
+#     --build-arg TORCH_INDEX= --build-arg TORCH_WITHOUT_TRITON=1 \
+#     -t ghcr.io/kubeinfer/runtime-transformers:0.1.0 .
 ARG BASE=python:3.11.11-slim-bookworm
 
 FROM ${BASE}
 ARG TORCH_VERSION=2.15.0
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ARG TORCH_WITHOUT_TRITON=""
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HF_HOME=/models/.hf
 RUN if ! command -v python3 >/dev/null; then \
@@ -18,9 +25,15 @@ RUN if ! command -v python3 >/dev/null; then \
       && rm -rf /var/lib/apt/lists/*; fi \
  && python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
+# Without triton, torch's METADATA loses its triton requirement too, or the next pip install
+# would bring it back.
 RUN if [ -n "$TORCH_INDEX" ]; then \
       pip install "torch==${TORCH_VERSION}" --index-url "$TORCH_INDEX"; \
-    else pip install "torch==${TORCH_VERSION}"; fi
+    else pip install "torch==${TORCH_VERSION}"; fi \
+ && if [ -n "$TORCH_WITHOUT_TRITON" ]; then \
+      pip uninstall -y triton \
+      && sed -i '/^Requires-Dist: triton/d' /opt/venv/lib/python3*/site-packages/torch-*.dist-info/METADATA; \
+    fi
 COPY pyproject.toml /src/
 COPY operator /src/operator
 COPY runtime /src/runtime
