@@ -15,7 +15,7 @@ if buildah inspect --type image "$BASE_IMAGE" >/dev/null 2>&1; then
   log "base image $BASE_IMAGE present"
   exit 0
 fi
-need buildah debootstrap pkg:buildah pkg:debootstrap pkg:fuse-overlayfs pkg:uidmap
+need buildah debootstrap pkg:buildah pkg:debootstrap
 
 work=$CACHE/images/base-work
 rm -rf "$work" && mkdir -p "$work"

@@ -81,5 +81,7 @@ for name in "${names[@]}"; do
   archive "$name"
 done
 
+# Superseded builds' layers go; the current images' layers (the cache) stay.
+buildah rmi --prune >/dev/null
 buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' | grep -E 'kubeinfer|pause' >&2 || true
 log "archives in $IMAGES_DIR; import into a containerd with: bash hack/images/import.sh SOCKET"

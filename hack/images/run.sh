@@ -28,6 +28,7 @@ while [[ ${1:-} == --* ]]; do
   esac
 done
 image=$1; shift
+need runc buildah pkg:runc pkg:buildah
 id=${detach:-kubeinfer-run-$$}
 bundle=$CACHE/images/run/$id
 mkdir -p "$bundle"
