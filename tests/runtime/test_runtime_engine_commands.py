@@ -30,17 +30,18 @@ def config(engine: str, **params: object) -> RuntimeConfig:
 
 def test_flags_are_kebab_case_sorted_and_typed() -> None:
     assert to_flags(
+        "vllm",
         {
             "tensor_parallel_size": 2,
             "enforce_eager": True,
             "enable_prefix_caching": False,
             "gpu_memory_utilization": 0.85,
             "hf_overrides": {"b": 1, "a": 2},
-            "allowed_origins": ["x", "y"],
+            "api_key": ["x", "y"],  # nargs="+"
             "seed": None,
-        }
+        },
     ) == [
-        "--allowed-origins",
+        "--api-key",
         "x",
         "y",
         "--no-enable-prefix-caching",
@@ -86,6 +87,37 @@ def test_sglang_command_turns_metrics_on() -> None:
     assert argv[-3:] == ["--enable-metrics", "--tp-size", "2"]
 
 
+def test_false_follows_each_flags_own_parser() -> None:
+    # SGLang's switches are store_true: false leaves them out (its parser has no --no-X).
+    argv = sglang.command(config("sglang", enable_metrics=False, trust_remote_code=False), "/m")
+    assert not [a for a in argv if "metrics" in a or "trust" in a]
+    # vLLM's are BooleanOptionalAction: --no-X; transformers' typer flags likewise.
+    assert to_flags("vllm", {"trust_remote_code": False}) == ["--no-trust-remote-code"]
+    assert to_flags("transformers", {"compile": False}) == ["--no-compile"]
+    assert to_flags("mlx", {"trust_remote_code": True}) == ["--trust-remote-code"]
+
+
+@pytest.mark.parametrize(
+    ("engine", "params", "words"),
+    [
+        ("vllm", {"model": "/etc/passwd"}, "set by kubeinfer"),
+        ("vllm", {"served_model_name": "x"}, "set by kubeinfer"),
+        ("sglang", {"model": "/etc/passwd"}, "set by kubeinfer"),  # alias of --model-path
+        ("sglang", {"tp_size": [1, 2]}, "not a list"),
+        ("sglang", {"chat_template": "--model-path=/x"}, "starts with '-'"),
+        ("sglang", {"--port": 1}, "not a parameter name"),
+        ("sglang", {"tp_size=2 --port": 1}, "not a parameter name"),
+        ("sglang", {"tool_call_parser": "nope"}, "takes one of"),
+        ("sglang", {"tp_sze": 2}, "did you mean tp_size"),
+    ],
+)
+def test_runtime_refuses_what_the_operator_refuses(
+    engine: str, params: dict[str, object], words: str
+) -> None:
+    with pytest.raises(ParamError, match=words):
+        to_flags(engine, params)
+
+
 def test_transformers_and_mlx_commands() -> None:
     assert transformers.command(config("transformers", device="cpu"), "/m") == [
         "transformers",
@@ -118,6 +150,7 @@ def test_transformers_and_mlx_commands() -> None:
     [
         ("vllm", vllm, "port"),
         ("sglang", sglang, "model_path"),
+        ("mlx", mlx, "model"),
         ("transformers", transformers, "host"),
     ],
 )

@@ -1,4 +1,9 @@
-"""Engine parameters -> command-line flags for engines that run as a child process."""
+"""Engine parameters -> command-line flags, as the engine's own parser reads them.
+
+How a boolean is written depends on the flag, so the engine's catalog (generated from its
+parser, ``kubeinfer.params``) decides: ``store_true`` switches are given or left out,
+only BooleanOptionalAction flags have a ``--no-X``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from kubeinfer.params.catalog import Catalog, Flag, load
+from kubeinfer.params.check import off_switch, problems
 from kubeinfer.runtime_config import RuntimeConfig
 
 
@@ -13,49 +20,54 @@ class ParamError(ValueError):
     """An engine parameter is unknown or has the wrong type; the message names it."""
 
 
-def flag_name(key: str) -> str:
-    """``tensor_parallel_size`` -> ``--tensor-parallel-size`` (a flag given as such stays)."""
-    if key.startswith("-"):
-        return key
-    return "--" + key.replace("_", "-")
+def refuse_bad(engine: str, params: Mapping[str, Any]) -> None:
+    """ParamError naming every bad key, by the same checks the operator runs."""
+    found = problems(engine, params)
+    if found:
+        raise ParamError("; ".join(str(p) for p in found))
 
 
-def to_flags(params: Mapping[str, Any]) -> list[str]:
-    """Flags in sorted key order (same params, same command line).
+def to_flags(engine: str, params: Mapping[str, Any]) -> list[str]:
+    """Checked params as flags in sorted key order (same params, same command line).
 
-    True -> ``--flag``; False -> ``--no-flag`` (argparse's BooleanOptionalAction, which
-    vLLM and SGLang use for on-by-default switches); None -> left out; lists -> the flag
-    followed by each item; dicts -> one JSON argument (vLLM's ``--hf-overrides`` style).
+    None -> left out; lists -> the flag followed by each item; dicts -> one JSON argument
+    (vLLM's ``--hf-overrides`` style); booleans as the flag's catalog entry says.
     """
+    refuse_bad(engine, params)
+    catalog = load(engine)
     argv: list[str] = []
     for key in sorted(params):
         value = params[key]
-        flag = flag_name(key)
+        option = "--" + key.replace("_", "-")
+        flag = catalog.get(key) if catalog else None
         if value is None:
             continue
-        if value is True:
-            argv.append(flag)
-        elif value is False:
-            argv.append("--no-" + flag.removeprefix("--"))
+        if isinstance(value, bool) and (flag is None or flag.boolean):
+            argv += _switch(catalog, flag, option, value)
         elif isinstance(value, list | tuple):
-            argv += [flag, *(str(v) for v in value)]
+            argv += [option, *(_text(v) for v in value)]
         elif isinstance(value, dict):
-            argv += [flag, json.dumps(value, sort_keys=True)]
+            argv += [option, json.dumps(value, sort_keys=True)]
         elif isinstance(value, str | int | float):
-            argv += [flag, str(value)]
+            argv += [option, _text(value)]
         else:
             raise ParamError(f"parameter {key!r} has a value of type {type(value).__name__}")
     return argv
 
 
-def reserved(params: Mapping[str, Any], names: set[str], engine: str) -> None:
-    """Refuse params the runtime sets itself from the config document."""
-    clash = sorted(k for k in params if k.lstrip("-").replace("-", "_") in names)
-    if clash:
-        raise ParamError(
-            f"{engine} parameter(s) {', '.join(map(repr, clash))} come from the config "
-            f"document (model and server sections); remove them from params"
-        )
+def _switch(catalog: Catalog | None, flag: Flag | None, option: str, on: bool) -> list[str]:
+    if flag is not None and flag.boolean == "optional":
+        return [option] if on else ["--no-" + option.removeprefix("--")]
+    if on:
+        return [option]
+    if catalog and flag and flag.boolean == "store_true" and flag.default_on:
+        off = off_switch(catalog, flag)  # checked: there is one
+        return [off.options[0]] if off else []
+    return []  # false: the switch is not given, the engine's default stays
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
 def served_as(config: RuntimeConfig) -> list[str]:

@@ -8,10 +8,13 @@ before anything starts.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import enum
 from collections.abc import Mapping
 from typing import Any
+
+from kubeinfer.params.catalog import Flag
 
 from .flags import ParamError
 
@@ -118,3 +121,48 @@ def apply_params(params: object, values: Mapping[str, Any]) -> None:
                 f"(model and server sections); remove it from params"
             )
         set_param(params, key, values[key])
+
+
+def common_params_flags(params: object) -> tuple[Flag, ...]:
+    """The catalog entries of every settable CommonParams field, dotted, in name order."""
+    flags: list[Flag] = []
+    for name in _fields(params):
+        value = getattr(params, name)
+        if _is_group(value):
+            flags += [
+                dataclasses.replace(f, dest=f"{name}.{f.dest}", options=(f"--{name}.{f.dest}",))
+                for f in common_params_flags(value)
+            ]
+        elif (flag := _field_flag(name, value)) is not None:
+            flags.append(flag)
+    return tuple(flags)
+
+
+def _field_flag(name: str, value: object) -> Flag | None:
+    option = (f"--{name}",)
+    if isinstance(value, enum.Enum):
+        members = type(value).__members__
+        spellings = set(members) | {str(m.value) for m in members.values()}
+        spellings |= {_short(n, members).lower() for n in members}
+        return Flag(name, option, "str", tuple(sorted(spellings)))
+    if isinstance(value, bool):
+        return Flag(name, option, "bool", None, "optional", value)
+    for kind, type_name in ((int, "int"), (float, "float"), (str, "str")):
+        if isinstance(value, kind):
+            return Flag(name, option, type_name)  # type: ignore[arg-type]
+    if isinstance(value, list | set):
+        item = next(iter(value), "")
+        of = "float" if isinstance(item, float) else "int" if isinstance(item, int) else "str"
+        return Flag(name, option, of, list=True)  # type: ignore[arg-type]
+    return None  # not settable from the config (callbacks, pointers)
+
+
+def _short(name: str, names: Mapping[str, object]) -> str:
+    """``GGML_TYPE_Q8_0`` -> ``Q8_0``: the name after the words every member starts with."""
+    words = name.split("_")
+    shared = 0
+    while shared < len(words) - 1 and all(
+        n.startswith("_".join(words[: shared + 1]) + "_") for n in names
+    ):
+        shared += 1
+    return "_".join(words[shared:])

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from kubeinfer.runtime_config import RuntimeConfig
 
-from .flags import reserved, to_flags
-
-RESERVED = {"model", "host", "port"}
+from .flags import to_flags
 
 
 def command(config: RuntimeConfig, model_path: str) -> list[str]:
-    reserved(config.params, RESERVED, "MLX")
     return [
         "mlx_lm.server",
         "--model",
@@ -19,5 +16,5 @@ def command(config: RuntimeConfig, model_path: str) -> list[str]:
         config.server.host,
         "--port",
         str(config.server.port),
-        *to_flags(config.params),
+        *to_flags("mlx", config.params),
     ]

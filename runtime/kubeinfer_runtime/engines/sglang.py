@@ -6,13 +6,10 @@ import sys
 
 from kubeinfer.runtime_config import RuntimeConfig
 
-from .flags import reserved, served_as, to_flags
-
-RESERVED = {"model_path", "model", "host", "port", "served_model_name"}
+from .flags import served_as, to_flags
 
 
 def command(config: RuntimeConfig, model_path: str) -> list[str]:
-    reserved(config.params, RESERVED, "SGLang")
     params = dict(config.params)
     params.setdefault("enable_metrics", True)  # Prometheus /metrics is off by default
     return [
@@ -22,5 +19,5 @@ def command(config: RuntimeConfig, model_path: str) -> list[str]:
         "--model-path",
         model_path,
         *served_as(config),
-        *to_flags(params),
+        *to_flags("sglang", params),
     ]

@@ -14,13 +14,10 @@ from pathlib import Path
 
 from kubeinfer.runtime_config import RuntimeConfig
 
-from .flags import ParamError, reserved, to_flags
-
-RESERVED = {"force_model", "host", "port"}
+from .flags import ParamError, to_flags
 
 
 def command(config: RuntimeConfig, model_path: str) -> list[str]:
-    reserved(config.params, RESERVED, "transformers")
     params = {"log_level": "info", **config.params}
     return [
         "transformers",
@@ -30,7 +27,7 @@ def command(config: RuntimeConfig, model_path: str) -> list[str]:
         config.server.host,
         "--port",
         str(config.server.port),
-        *to_flags(params),
+        *to_flags("transformers", params),
     ]
 
 

@@ -8,19 +8,16 @@ from typing import Any
 
 from kubeinfer.runtime_config import RuntimeConfig
 
-from .flags import ParamError, reserved, served_as, to_flags
-
-RESERVED = {"model", "host", "port", "served_model_name"}
+from .flags import ParamError, served_as, to_flags
 
 
 def command(config: RuntimeConfig, model_path: str) -> list[str]:
-    reserved(config.params, RESERVED, "vLLM")
     argv = [
         "vllm",
         "serve",
         model_path,
         *served_as(config),
-        *to_flags(config.params),
+        *to_flags("vllm", config.params),
     ]
     check_with_vllm(argv)
     return argv
