@@ -63,6 +63,8 @@ BENCH_ENV = {
     "KCM_PORT": "30257",
     "SCHEDULER_PORT": "30259",
     "KWOK_PORT": "30247",
+    # Simulated nodes only: the one real node a machine can run belongs to the main cluster.
+    "KUBEINFER_REAL_NODE": "0",
 }
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 OPERATOR_NS, OPERATOR_SA = "kubeinfer-system", "kubeinfer"

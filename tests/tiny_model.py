@@ -64,6 +64,7 @@ def build(root: Path = DEFAULT_ROOT, shape: Shape = Shape()) -> TinyModel:
     target = root / VERSION
     model = TinyModel(target / "hf", target / "tiny-llama.gguf", shape)
     if (target / "done").exists():
+        _readable_by_all(target)
         return model
     scratch = root / f".{VERSION}.tmp"
     shutil.rmtree(scratch, ignore_errors=True)
@@ -73,8 +74,15 @@ def build(root: Path = DEFAULT_ROOT, shape: Shape = Shape()) -> TinyModel:
     _write_gguf(scratch / "tiny-llama.gguf", tokenizer, state, shape)
     (scratch / "done").write_text(VERSION)
     shutil.rmtree(target, ignore_errors=True)
+    _readable_by_all(scratch)
     scratch.rename(target)  # atomic: a half-built model is never used
     return model
+
+
+def _readable_by_all(root: Path) -> None:
+    # safetensors writes 0600 files; the runtime's pods read volumes as an unprivileged user.
+    for path in [root, *root.rglob("*")]:
+        path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
 
 
 def _train_tokenizer(vocab_size: int):  # type: ignore[no-untyped-def]

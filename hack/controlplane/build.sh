@@ -45,6 +45,8 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
   step "resolving k8s.io/kubernetes $KUBERNETES_VERSION ($(grep -c '^replace' "$dir/go.mod") staging modules pinned at $staging_version)" >&2
@@ -93,7 +95,7 @@ build_etcd() { local dir; dir=$(etcd_wrapper); (cd "$dir" && go build -ldflags "
 build_goinstall() { GOBIN="$out" GOFLAGS= go install -ldflags "-s -w $2" "$1"; }
 
 build etcd build_etcd
-for component in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+for component in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
   build "$component" build_k8s "$component"
 done
 build kwok build_goinstall "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" ""

@@ -17,5 +17,6 @@ for name in operator kwok kube-scheduler kube-controller-manager kube-apiserver 
   fi
   rm -f "$pidfile"
 done
+bash "$here/realnode.sh" down "$state"
 [ -d "$state" ] && find "$state" -mindepth 1 -maxdepth 1 ! -name logs -exec rm -rf {} +
 echo "[cluster-down] stopped"

@@ -15,9 +15,24 @@ APISERVER_PORT=${APISERVER_PORT:-26443}
 KCM_PORT=${KCM_PORT:-20257}
 SCHEDULER_PORT=${SCHEDULER_PORT:-20259}
 KWOK_PORT=${KWOK_PORT:-20247}
-server="https://127.0.0.1:$APISERVER_PORT"
 
 log() { printf '[cluster-up] %s\n' "$*" >&2; }
+
+# One real node (kubelet + containerd) where this machine allows it; its bridge address is
+# where pods reach the API server, so the API server binds there (the host reaches it too).
+[ -x "$bin/kube-apiserver" ] || bash "$here/build.sh"
+mkdir -p "$state/logs" "$state/etcd" "$state/pki"
+rm -f "$state/real-node" "$state/real-node.skipped"
+if reason=$(bash "$here/realnode.sh" check "$state"); then
+  bash "$here/realnode.sh" network
+  api_host=198.18.0.1
+else
+  log "real node not started: $reason (pods on the simulated nodes only)"
+  echo "$reason" >"$state/real-node.skipped"
+  api_host=127.0.0.1
+fi
+server="https://$api_host:$APISERVER_PORT"
+
 kubectl() { "$bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
 
 running() { [ -f "$state/$1.pid" ] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null; }
@@ -38,9 +53,6 @@ wait_for() { # what, seconds, command...
   done
 }
 
-[ -x "$bin/kube-apiserver" ] || bash "$here/build.sh"
-mkdir -p "$state/logs" "$state/etcd" "$state/pki"
-
 # Keys and certificates, made once per state folder.
 pki="$state/pki"
 if [ ! -f "$pki/ca.crt" ]; then
@@ -49,9 +61,14 @@ if [ ! -f "$pki/ca.crt" ]; then
     -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
   openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
     -keyout "$pki/apiserver.key" -out "$pki/apiserver.csr" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\n' >"$pki/san.ext"
+  printf 'subjectAltName=IP:127.0.0.1,IP:198.18.0.1,IP:198.19.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\n' >"$pki/san.ext"
   openssl x509 -req -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
     -days 3650 -extfile "$pki/san.ext" -out "$pki/apiserver.crt" 2>/dev/null
+  # The API server's identity towards the kubelet (logs, exec, port-forward).
+  openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+    -keyout "$pki/kubelet-client.key" -out "$pki/kubelet-client.csr" 2>/dev/null
+  openssl x509 -req -in "$pki/kubelet-client.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+    -CAcreateserial -days 3650 -out "$pki/kubelet-client.crt" 2>/dev/null
   openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
   openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
   # Static tokens: the admin (system:masters) and one identity per component, so RBAC applies.
@@ -60,6 +77,8 @@ if [ ! -f "$pki/ca.crt" ]; then
     echo "$(openssl rand -hex 16),system:kube-controller-manager,kcm"
     echo "$(openssl rand -hex 16),system:kube-scheduler,scheduler"
     echo "$(openssl rand -hex 16),kwok-controller,kwok,system:masters"
+    echo "$(openssl rand -hex 16),system:node:real-0,kubelet-real-0,system:nodes"
+    echo "$(openssl rand -hex 16),system:kube-proxy,kube-proxy"
   } >"$pki/tokens.csv"
 fi
 token_of() { awk -F, -v u="$1" '$2==u {print $1}' "$pki/tokens.csv"; }
@@ -74,6 +93,8 @@ write_kubeconfig() { # file, user
 [ -f "$state/kcm.kubeconfig" ] || write_kubeconfig "$state/kcm.kubeconfig" system:kube-controller-manager
 [ -f "$state/scheduler.kubeconfig" ] || write_kubeconfig "$state/scheduler.kubeconfig" system:kube-scheduler
 [ -f "$state/kwok.kubeconfig" ] || write_kubeconfig "$state/kwok.kubeconfig" kwok-controller
+[ -f "$state/kubelet.kubeconfig" ] || write_kubeconfig "$state/kubelet.kubeconfig" system:node:real-0
+[ -f "$state/kube-proxy.kubeconfig" ] || write_kubeconfig "$state/kube-proxy.kubeconfig" system:kube-proxy
 
 start etcd "$bin/etcd" --name local --data-dir "$state/etcd" \
   --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -85,14 +106,16 @@ wait_for etcd 20 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 
 start kube-apiserver "$bin/kube-apiserver" \
   --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+  --bind-address "$api_host" --advertise-address "$api_host" --secure-port "$APISERVER_PORT" \
   --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
   --client-ca-file "$pki/ca.crt" --token-auth-file "$pki/tokens.csv" \
-  --authorization-mode RBAC \
-  --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,DefaultTolerationSeconds,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy,ResourceQuota,PodSecurity,Priority \
+  --authorization-mode Node,RBAC \
+  --kubelet-client-certificate "$pki/kubelet-client.crt" --kubelet-client-key "$pki/kubelet-client.key" \
+  --kubelet-preferred-address-types InternalIP,Hostname \
+  --enable-admission-plugins NodeRestriction,NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,DefaultTolerationSeconds,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy,ResourceQuota,PodSecurity,Priority \
   --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$pki/sa.pub" \
   --service-account-signing-key-file "$pki/sa.key" \
-  --service-cluster-ip-range 10.0.0.0/16 --allow-privileged \
+  --service-cluster-ip-range 198.19.0.0/16 --allow-privileged \
   --cert-dir "$state/apiserver-certs"
 wait_for kube-apiserver 60 curl -sfk "$server/readyz" -H "Authorization: Bearer $(token_of kubeinfer-admin)"
 
@@ -115,7 +138,7 @@ stages="$state/kwok.yaml"
 {
   # A configuration document given by file gets no defaults for the parallelism options.
   printf 'apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n'
-  printf '  cidr: 10.0.0.1/16\n  podPlayStageParallelism: 8\n  nodePlayStageParallelism: 4\n'
+  printf '  cidr: 198.18.128.1/17\n  podPlayStageParallelism: 8\n  nodePlayStageParallelism: 4\n'
   printf '  nodeLeaseParallelism: 4\n  podsOnNodeSyncParallelism: 4\n'
   for f in "$bin"/kwok-stages/*.yaml; do printf -- '---\n'; cat "$f"; done
 } >"$stages"
@@ -126,6 +149,15 @@ start kwok "$bin/kwok" --kubeconfig "$state/kwok.kubeconfig" --config "$stages" 
 wait_for "the default service account" 60 kubectl get serviceaccount default -n default
 "$root/.venv/bin/python" "$here/simnodes.py" "$here/nodes.yaml" | kubectl apply --server-side -f - >/dev/null
 kubectl wait --for=condition=Ready node --all --timeout=120s >/dev/null || { log "simulated nodes not Ready; logs in $state/logs"; exit 1; }
+
+if [ ! -f "$state/real-node.skipped" ]; then
+  bash "$here/realnode.sh" up "$state"
+  wait_for "the real node real-0 (kubelet log: $state/logs/kubelet.log)" 90 kubectl get node real-0
+  kubectl wait --for=condition=Ready node/real-0 --timeout=90s >/dev/null \
+    || { log "real node not Ready; logs in $state/logs (kubelet, containerd, kube-proxy)"; exit 1; }
+  echo real-0 >"$state/real-node"
+  log "real node real-0 Ready (containerd + kubelet + kube-proxy; pods 198.18.0.0/24, Services 198.19.0.0/16)"
+fi
 
 log "control plane up in $(python3 -c "print(f'{$(date +%s.%N) - $started:.1f}')")s; logs in $state/logs"
 echo "export KUBECONFIG=$kubeconfig"

@@ -17,7 +17,7 @@ from kubeinfer import conditions as cond
 from kubeinfer.api.v1alpha1 import Condition
 from kubeinfer.render.children import POD_TEMPLATE_HASH
 
-_OOM_REMEDY = "raise spec.resources.memory"
+_OOM_REMEDY = "raise spec.resources.memory, or lower the context length (n_ctx / max_model_len)"
 
 # Container waiting reasons that mean the runtime keeps failing, not that it is starting.
 _FAILING_WAIT_REASONS = frozenset(
@@ -91,13 +91,14 @@ def _container_failure(statuses: Iterable[Mapping[str, Any]]) -> str | None:
         previous = None if recovered else last.get("terminated")
         for terminated in (state.get("terminated"), previous):
             if terminated and terminated.get("exitCode", 0) != 0:
+                code = terminated.get("exitCode")
+                if terminated.get("reason") == "OOMKilled":
+                    # The kernel killed it at the memory limit: whatever the message holds is
+                    # the log tail the kubelet fell back to, not the runtime's word.
+                    return f"runtime exited with code {code} (OOMKilled) — {_OOM_REMEDY}"
                 message = (terminated.get("message") or "").strip()
                 if message:
                     return message.splitlines()[-1]
-                code = terminated.get("exitCode")
-                if terminated.get("reason") == "OOMKilled":
-                    # The kernel killed it at the memory limit: the runtime wrote nothing.
-                    return f"runtime exited with code {code} (OOMKilled) — {_OOM_REMEDY}"
                 return f"runtime exited with code {code}"
         waiting = state.get("waiting") or {}
         if waiting.get("reason") in _FAILING_WAIT_REASONS:

@@ -193,3 +193,92 @@ def operator(
             r'User "system:serviceaccount:[^"]+" cannot [^"]+', process.log.read_text()
         )
         assert not denials, denials[:3]
+
+
+# The real node (hack/controlplane/realnode.sh): a kubelet and containerd on this machine,
+# labelled and tainted so that only pods that ask for it land there.
+REAL_NODE_LABEL = {"kubeinfer.io/node-kind": "real"}
+REAL_NODE_TOLERATION = {
+    "key": "kubeinfer.io/real-node",
+    "operator": "Exists",
+    "effect": "NoSchedule",
+}
+CLUSTER_STATE = Path(os.environ.get("KUBEINFER_CLUSTER_DIR", ROOT / ".cache" / "cluster"))
+NODE_MODELS = Path(os.environ.get("KUBEINFER_CACHE", Path.home() / ".cache" / "kubeinfer")) / "node"
+
+
+@pytest.fixture(scope="session")
+def real_node(api_client: client.ApiClient) -> str:
+    """The name of a Ready real node, or a skip saying why there is none."""
+    selector = ",".join(f"{k}={v}" for k, v in REAL_NODE_LABEL.items())
+    for node in client.CoreV1Api(api_client).list_node(label_selector=selector).items:
+        conditions = node.status.conditions or []
+        if any(c.type == "Ready" and c.status == "True" for c in conditions):
+            return str(node.metadata.name)
+    skipped = CLUSTER_STATE / "real-node.skipped"
+    reason = (
+        skipped.read_text().strip() if skipped.exists() else f"no Ready node labelled {selector}"
+    )
+    pytest.skip(f"no real node: {reason}")
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(real_node: str) -> Path:
+    """The tiny models on the real node's disk (this machine's), built once per machine."""
+    import tiny_model
+
+    return tiny_model.build(NODE_MODELS / "models").gguf_path.parent
+
+
+@pytest.fixture
+def model_claim(
+    api_client: client.ApiClient, namespace: str, real_node: str, tiny_models_dir: Path
+) -> Iterator[str]:
+    """A PVC `tiny-models` bound to a local PersistentVolume on the real node holding the
+    tiny models (tiny-llama.gguf, hf/), as a platform team would pre-provision weights."""
+    core = client.CoreV1Api(api_client)
+    claim, volume = "tiny-models", f"{namespace}-tiny-models"
+    core.create_persistent_volume(
+        {
+            "metadata": {"name": volume, "labels": {"kubeinfer.io/test": "true"}},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadOnlyMany"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "local": {"path": str(tiny_models_dir)},
+                "claimRef": {"namespace": namespace, "name": claim},
+                "nodeAffinity": {
+                    "required": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {
+                                        "key": "kubernetes.io/hostname",
+                                        "operator": "In",
+                                        "values": [real_node],
+                                    }
+                                ]
+                            }
+                        ]
+                    }
+                },
+            },
+        }
+    )
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "metadata": {"name": claim},
+            "spec": {
+                "accessModes": ["ReadOnlyMany"],
+                "storageClassName": "",
+                "volumeName": volume,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    try:
+        yield claim
+    finally:
+        core.delete_persistent_volume(volume)

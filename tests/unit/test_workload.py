@@ -293,10 +293,15 @@ def test_a_pod_with_no_status_yet_is_pending() -> None:
         (crash_looping(f"engine output follows\n{KV_CACHE_FULL}\n"), KV_CACHE_FULL),
         # A crash without a message: the exit code at least.
         (crash_looping(None, exit_code=2), "runtime exited with code 2"),
-        # Killed by the kernel for exceeding its memory limit: no message, the reason says it.
-        (
-            crash_looping(None, exit_code=137, reason="OOMKilled"),
-            "runtime exited with code 137 (OOMKilled) — raise spec.resources.memory",
+        # Killed by the kernel for exceeding its memory limit: the reason says it, also over
+        # the log tail the kubelet puts in the message (FallbackToLogsOnError).
+        *(
+            (
+                crash_looping(message, exit_code=137, reason="OOMKilled"),
+                "runtime exited with code 137 (OOMKilled) — raise spec.resources.memory, "
+                "or lower the context length (n_ctx / max_model_len)",
+            )
+            for message in (None, "INFO kubeinfer-runtime: n_gpu_layers: no GPU devices\n")
         ),
         # Exited cleanly but keeps being restarted: the kubelet's back-off is the news.
         (
@@ -355,6 +360,7 @@ def test_a_pod_with_no_status_yet_is_pending() -> None:
         "diagnosis",
         "exit-code",
         "oom-killed",
+        "oom-killed-with-log-tail",
         "clean-exit-backoff",
         "terminated-now",
         "image-pull",
