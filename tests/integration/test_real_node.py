@@ -72,9 +72,7 @@ def answers_through_service(cluster: Cluster, name: str) -> str:
     assert pods and all((p.spec.node_name or "").startswith("real") for p in pods)
     url = service_url(cluster, name)
     text = wait_for(f"an answer from {url}", lambda: chat(url), timeout=30)
-    print(
-        f"{name}: Available -> first answer through the Service in {time.monotonic() - started:.1f}s"
-    )
+    print(f"{name}: Available -> answer through the Service in {time.monotonic() - started:.1f}s")
     return text
 
 

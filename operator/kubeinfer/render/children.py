@@ -42,8 +42,16 @@ POD_TEMPLATE_HASH = "kubeinfer.io/pod-template-hash"
 ENGINE_LABEL = "kubeinfer.io/engine"
 RUNTIME_USER = 1000
 CONTAINER_NAME = "runtime"
-# Startup allows for the model download and load: failureThreshold x 10 s.
-_STARTUP_FAILURES = {"vllm": 360, "sglang": 360, "transformers": 180, "llama.cpp": 180, "mlx": 180}
+# Startup allows for the model download and load, in seconds. The startup probe asks every
+# 2 s, so a pod is Ready (and its Service routes) within 2 s of the engine answering.
+_STARTUP_SECONDS = {
+    "vllm": 3600,
+    "sglang": 3600,
+    "transformers": 1800,
+    "llama.cpp": 1800,
+    "mlx": 1800,
+}
+_STARTUP_PERIOD = 2
 # Engines whose workers talk through shared memory (NCCL, torch multiprocessing).
 _SHM_ENGINES = frozenset({"vllm", "sglang"})
 
@@ -240,7 +248,11 @@ def _container(
             {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
         ],
         "resources": _resources(md, plan),
-        "startupProbe": _probe(period=10, timeout=5, failures=_STARTUP_FAILURES[engine]),
+        "startupProbe": _probe(
+            period=_STARTUP_PERIOD,
+            timeout=5,
+            failures=_STARTUP_SECONDS[engine] // _STARTUP_PERIOD,
+        ),
         "readinessProbe": _probe(period=10, timeout=5, failures=3),
         # Generous: a busy engine may answer /health slowly during a long prefill.
         "livenessProbe": _probe(period=20, timeout=10, failures=6),
