@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
+import yaml
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from test_operator import GROUP, PLURAL, VERSION, Cluster, model_deployment
 from waiting import wait_for
@@ -398,3 +399,82 @@ def test_fifty_rapid_spec_updates_converge_on_the_last(cluster: Cluster) -> None
     assert len(cluster.core.list_namespaced_service(cluster.ns).items) == 1
     pods = [p for p in cluster.pods("rapid") if not p.metadata.deletion_timestamp]
     assert len(pods) == 1
+
+
+def test_the_admission_policy_stops_the_operators_identity_from_escalating(
+    cluster: Cluster, quick_resync: Any, api_client: client.ApiClient, kube_env: dict[str, str]
+) -> None:
+    """The chart's ValidatingAdmissionPolicy, bound to the test operator's ServiceAccount: with
+    its token, a Deployment in kube-system running as another ServiceAccount is refused, while
+    the operator's own children keep being written (drift repaired under the policy)."""
+    rendered_chart = subprocess.run(
+        [
+            "helm",
+            "template",
+            "ki",
+            str(ROOT / "charts" / "kubeinfer"),
+            "--namespace",
+            "kubeinfer-system",
+            "--kube-version",
+            "1.35.0",
+            "--set",
+            "serviceAccount.create=false",
+            "--set",
+            "serviceAccount.name=kubeinfer-operator-test",
+            "--show-only",
+            "templates/validatingadmissionpolicy.yaml",
+            "--show-only",
+            "templates/validatingadmissionpolicybinding.yaml",
+        ],
+        env=kube_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    policy, binding = [d for d in yaml.safe_load_all(rendered_chart) if d]
+    admission = client.AdmissionregistrationV1Api(api_client)
+    admission.create_validating_admission_policy(policy)
+    admission.create_validating_admission_policy_binding(binding)
+    try:
+        as_operator = client.AppsV1Api(
+            config.new_client_from_config(config_file=str(quick_resync.kubeconfig))
+        )
+        escalation = {
+            "metadata": {
+                "name": "escalate",
+                "labels": {"app.kubernetes.io/managed-by": "kubeinfer", "a": "b"},
+            },
+            "spec": {
+                "selector": {"matchLabels": {"a": "b"}},
+                "template": {
+                    "metadata": {"labels": {"a": "b"}},
+                    "spec": {
+                        "serviceAccountName": "generic-garbage-collector",
+                        "automountServiceAccountToken": False,
+                        "containers": [{"name": "c", "image": "x"}],
+                    },
+                },
+            },
+        }
+
+        def refused() -> str | None:
+            try:
+                as_operator.create_namespaced_deployment("kube-system", escalation, dry_run="All")
+            except ApiException as error:
+                if error.status == 403 and "ValidatingAdmissionPolicy" in (error.body or ""):
+                    return str(error.body)
+            return None
+
+        message = wait_for("the policy to refuse the operator", refused)
+        assert "the pods must run as the default ServiceAccount" in message
+        # Its own work goes on: a child is created and a hand edit repaired under the policy.
+        cluster.create(model_deployment("guarded", resources={"gpus": 0}))
+        wait_for("Available", lambda: available(cluster, "guarded"))
+        expected = rendered(cluster, "guarded")
+        edit_container(cluster, "guarded", _privileged)
+        converge(
+            "privileged repaired under the policy", lambda: matches(cluster, "guarded", expected)
+        )
+    finally:
+        admission.delete_validating_admission_policy_binding(binding["metadata"]["name"])
+        admission.delete_validating_admission_policy(policy["metadata"]["name"])
