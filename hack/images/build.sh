@@ -23,6 +23,7 @@ declare -A REF=(
   [runtime-llamacpp]=ghcr.io/kubeinfer/runtime-llamacpp:$TAG
   [runtime-transformers]=ghcr.io/kubeinfer/runtime-transformers:$TAG
   [pause]=registry.k8s.io/pause:3.10
+  [operator-build]=localhost/kubeinfer/operator-build:cache # its build stage, kept (see below)
 )
 names=("$@")
 ((${#names[@]})) || names=(pause operator runtime-llamacpp runtime-transformers)
@@ -69,7 +70,12 @@ for name in "${names[@]}"; do
       cp images/pause/Dockerfile "$ctx/Dockerfile"
       touch -d @0 "$ctx/pause" # same bytes, same time: the COPY layer stays cached
       bud pause "$ctx/Dockerfile" "$ctx" ;;
-    operator | runtime-llamacpp)
+    operator)
+      # The build stage gets a name too: untagged, the prune at the end would drop its
+      # cached layers and every run would reinstall the operator's dependencies.
+      bud operator-build images/operator.Dockerfile . --target build
+      bud operator images/operator.Dockerfile . ;;
+    runtime-llamacpp)
       bud "$name" "images/$name.Dockerfile" . ;;
     runtime-transformers)
       # PyPI's torch (CUDA build, runs on CPU) unless TORCH_INDEX names a CPU index.
