@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo venv vllm-env controlplane cluster-up cluster-down test test-unit test-cluster lint crd parser-envs catalogs chart-lint test-runtime bench-runtime
+.PHONY: demo venv vllm-env controlplane node-deps node-images cluster-up cluster-down test test-unit test-cluster lint crd parser-envs catalogs chart-lint test-runtime bench-runtime
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -16,6 +16,11 @@ $(VENV)/.installed: pyproject.toml
 
 controlplane:
 	bash hack/controlplane/build.sh
+
+# What the real node needs from Debian (containerd, runc, CNI plugins, iptables): installed
+# as root, otherwise named with the command that installs them.
+node-deps:
+	@bash hack/controlplane/realnode.sh deps
 
 # vLLM's CPU build in its own venv outside the clone (the first time 2–3 minutes and
 # 6.3 GB, then under a second), for the vLLM tests; says so and builds nothing without AVX-512.
@@ -42,11 +47,11 @@ catalogs: venv parser-envs
 
 # The main job: local control plane, CRD, the operator (own ServiceAccount and ClusterRole),
 # the examples applied, and `kubectl get md` with the chosen engines and readiness.
-demo: venv controlplane
+demo: venv controlplane node-images
 	@bash hack/demo.sh
 
 # Starts the local control plane (building it the first time) and prints its KUBECONFIG.
-cluster-up: venv controlplane
+cluster-up: venv controlplane node-deps
 	@bash hack/controlplane/up.sh
 
 cluster-down:
@@ -54,13 +59,13 @@ cluster-down:
 
 # Everything: unit, integration (starts the control plane unless KUBECONFIG names a cluster)
 # and end-to-end tests with real engines (vLLM from the vllm-env venv).
-test: venv controlplane vllm-env parser-envs
+test: venv controlplane node-images vllm-env parser-envs
 	$(PY) -m pytest -q -ra
 
 test-unit: venv
 	$(PY) -m pytest -q -ra -m "not cluster and not engine"
 
-test-cluster: venv controlplane
+test-cluster: venv controlplane node-images
 	$(PY) -m pytest -q -ra -m cluster
 
 lint: venv
@@ -105,3 +110,11 @@ bench-operator: venv controlplane
 .PHONY: images
 images:
 	@bash hack/images/build.sh
+	@if [ -S /run/kubeinfer-node/containerd.sock ]; then bash hack/images/import.sh /run/kubeinfer-node/containerd.sock; fi
+
+# The images the real node runs, where this machine can run one (root; KUBEINFER_REAL_NODE=0
+# turns the real node off); elsewhere the cluster has simulated nodes only and needs none.
+node-images: node-deps
+	@if [ "$$(id -u)" = 0 ] && [ "$${KUBEINFER_REAL_NODE:-auto}" != 0 ]; then \
+	  $(MAKE) --no-print-directory images; \
+	else echo "[images] skipped: no real node here (not root, or KUBEINFER_REAL_NODE=0)"; fi

@@ -1,67 +1,85 @@
 #!/usr/bin/env bash
-# The main job on the local default: control plane up, CRD installed, the operator running
-# under its own ServiceAccount and minimal ClusterRole, the examples applied, and their
-# decisions shown. Everything stays up to explore; `make cluster-down` stops it all.
+# The main job on the local default: the control plane with its simulated GPU nodes and one
+# real node, the operator installed by the Helm chart as a pod, one ModelDeployment per
+# engine path (decisions on the simulated GPU classes) and one on the real node that ends
+# with a chat completion through its Service. Everything stays up to explore;
+# `make cluster-down` stops it all.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 state=${KUBEINFER_CLUSTER_DIR:-$root/.cache/cluster}
+models=${KUBEINFER_CACHE:-$HOME/.cache/kubeinfer}/node/models
 export PATH="$root/bin:$root/.venv/bin:$PATH"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+step() { printf '[demo %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+# Polls `command` until it succeeds; after `limit` seconds fails naming what it waited for.
+wait_until() { # what, seconds, command...
+  local what=$1 limit=$2; shift 2
+  local deadline=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then echo "timed out after ${limit}s waiting for $what" >&2; exit 1; fi
+    sleep 0.2
+  done
+}
 
 say "control plane"
 eval "$(bash "$here/controlplane/up.sh")"
 echo "KUBECONFIG=$KUBECONFIG"
+real_node=$(cat "$state/real-node" 2>/dev/null || true)
 
-say "CRD and the operator's RBAC"
-kubectl apply --server-side --force-conflicts -f "$root/crds/" >/dev/null
-kubectl wait --for=condition=Established --timeout=30s crd/modeldeployments.kubeinfer.io >/dev/null
-python3 - "$root/charts/kubeinfer/files/clusterrole-rules.yaml" <<'PY' | kubectl apply --server-side -f - >/dev/null
-import json, sys, yaml
-rules = yaml.safe_load(open(sys.argv[1]))
-name, ns = "kubeinfer-operator", "kubeinfer-system"
-items = [
-    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
-    {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns}},
-    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name}, "rules": rules},
-    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
-     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-     "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]},
-]
-json.dump({"apiVersion": "v1", "kind": "List", "items": items}, sys.stdout)
-PY
-operator_kubeconfig="$state/operator.kubeconfig"
-cp "$KUBECONFIG" "$operator_kubeconfig"
-kubectl --kubeconfig "$operator_kubeconfig" config set-credentials operator \
-  --token "$(kubectl create token kubeinfer-operator -n kubeinfer-system --duration 24h)" >/dev/null
-kubectl --kubeconfig "$operator_kubeconfig" config set-context --current --user operator >/dev/null
-echo "operator identity: system:serviceaccount:kubeinfer-system:kubeinfer-operator"
-
-say "operator"
-if [ -f "$state/operator.pid" ] && kill -0 "$(cat "$state/operator.pid")" 2>/dev/null; then
-  echo "already running (pid $(cat "$state/operator.pid"))"
+if [ -n "$real_node" ]; then
+  say "operator (Helm chart, a pod on the real node)"
+  step "helm upgrade --install kubeinfer charts/kubeinfer (CRD, RBAC, operator Deployment)"
+  helm upgrade --install kubeinfer "$root/charts/kubeinfer" -n kubeinfer-system --create-namespace \
+    -f "$here/demo/operator-values.yaml" --wait --timeout 120s >/dev/null
+  kubectl -n kubeinfer-system get pods -o wide -l app.kubernetes.io/name=kubeinfer | awk '{print $1, $2, $3, $7}' | column -t
+  metrics_ip=$(kubectl -n kubeinfer-system get service kubeinfer-metrics -o jsonpath='{.spec.clusterIP}')
+  echo "metrics: http://$metrics_ip:9090/metrics; log: kubectl -n kubeinfer-system logs deploy/kubeinfer"
 else
-  KUBECONFIG="$operator_kubeconfig" setsid kubeinfer operator --metrics-port 19090 --liveness-port 18080 \
-    >"$state/logs/operator.log" 2>&1 </dev/null &
-  echo $! >"$state/operator.pid"
-  until curl -sf localhost:18080/healthz >/dev/null; do sleep 0.3; done
-  echo "running (pid $(cat "$state/operator.pid")); log: $state/logs/operator.log; metrics: http://localhost:19090/metrics"
+  say "operator (a process: no real node on this machine, see above)"
+  bash "$here/demo/operator-process.sh"
 fi
 
-say "ModelDeployments (one per engine path)"
+say "ModelDeployments on the simulated GPU nodes (one per engine path)"
 for example in gguf-cpu gguf-gpu vllm-h100 transformers-fallback mlx; do
   kubectl apply -f "$root/examples/$example.yaml"
 done
 # Settled: every ModelDeployment has either no engine (it says why) or Available=True.
-names=$(kubectl get md -o jsonpath='{.items[*].metadata.name}')
-for name in $names; do
-  for _ in $(seq 150); do
-    selected=$(kubectl get md "$name" -o jsonpath='{.status.conditions[?(@.type=="EngineSelected")].status}')
-    available=$(kubectl get md "$name" -o jsonpath='{.status.conditions[?(@.type=="Available")].status}')
-    { [ "$selected" = False ] || [ "$available" = True ]; } && break
-    sleep 0.2
-  done
+settled() {
+  local name=$1 selected available
+  selected=$(kubectl get md "$name" -o jsonpath='{.status.conditions[?(@.type=="EngineSelected")].status}')
+  available=$(kubectl get md "$name" -o jsonpath='{.status.conditions[?(@.type=="Available")].status}')
+  [ "$selected" = False ] || [ "$available" = True ]
+}
+for name in $(kubectl get md -o jsonpath='{.items[*].metadata.name}'); do
+  wait_until "ModelDeployment $name to settle" 60 settled "$name"
 done
+
+if [ -n "$real_node" ]; then
+  say "a real model on the real node: tiny Llama, GGUF, llama.cpp"
+  step "making the tiny model (first time only) in $models"
+  python "$root/tests/tiny_model.py" "$models" >/dev/null
+  sed -e "s|@MODELS@|$models/tiny-llama-v1|" -e "s|@NODE@|$real_node|" "$here/demo/model-volume.yaml" \
+    | kubectl apply -f - >/dev/null
+  kubectl delete -f "$root/examples/tiny-gguf-real-node.yaml" --ignore-not-found --wait >/dev/null
+  applied=$(date +%s.%N)
+  kubectl apply -f "$root/examples/tiny-gguf-real-node.yaml"
+  step "waiting for Available (the engine's /health answers)"
+  wait_until "tiny-gguf to be Available" 180 \
+    kubectl wait --for=condition=Available --timeout=1s md/tiny-gguf
+  ip=$(kubectl get service tiny-gguf -o jsonpath='{.spec.clusterIP}')
+  step "POST http://$ip:8000/v1/chat/completions"
+  body='{"model": "tiny-llama", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 16, "temperature": 0}'
+  wait_until "an answer through the Service" 30 \
+    curl -sf -m 10 "http://$ip:8000/v1/chat/completions" -H 'Content-Type: application/json' -d "$body" -o "$state/demo-answer.json"
+  answered=$(date +%s.%N)
+  python - "$state/demo-answer.json" "$applied" "$answered" <<'PY'
+import json, sys
+reply = json.load(open(sys.argv[1]))
+print(f"reply from {reply['model']}: {reply['choices'][0]['message']['content']!r}")
+print(f"kubectl apply -> first answer: {float(sys.argv[3]) - float(sys.argv[2]):.1f} s")
+PY
+fi
 
 say "kubectl get md -o wide"
 kubectl get md -o wide
@@ -75,5 +93,5 @@ Next:
   export KUBECONFIG=$KUBECONFIG
   kubectl describe md llama-70b             # the decision trace and conditions
   kubeinfer explain -f examples/vllm-h100.yaml --kubeconfig \$KUBECONFIG
-  make cluster-down                         # stop the operator and the control plane
+  make cluster-down                         # stop the operator, the nodes and the control plane
 EOF2

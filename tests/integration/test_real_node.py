@@ -4,7 +4,9 @@ the machine cannot run a real node (see hack/controlplane/realnode.sh)."""
 
 from __future__ import annotations
 
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -17,6 +19,9 @@ from waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "kubeinfer"
+DEMO_VALUES = ROOT / "hack" / "demo" / "operator-values.yaml"  # on the real node
 GGUF = {"name": "tiny-llama", "format": "gguf", "quantization": "F32", "file": "tiny-llama.gguf"}
 HF = {"name": "tiny-llama", "format": "pytorch"}
 # Real pods start engines on 2 cores: llama.cpp in about a second, transformers in tens.
@@ -168,3 +173,45 @@ def test_a_prompt_over_the_context_is_refused_and_diagnosed(
 @pytest.fixture
 def cluster(operator, api_client: client.ApiClient, namespace: str) -> Cluster:  # type: ignore[no-untyped-def]
     return Cluster(api_client, namespace)
+
+
+def test_the_chart_runs_the_operator_as_a_pod_that_reconciles(
+    operator: Any,
+    api_client: client.ApiClient,
+    namespace: str,
+    model_claim: str,
+    kube_env: dict[str, str],
+) -> None:
+    """helm install: the operator image, as a pod on the real node under the chart's own
+    ServiceAccount and RBAC, reaches the API server and makes a model answer."""
+    release = f"ki-{namespace.rsplit('-', 1)[-1]}"
+    helm = ["helm", "install", release, str(CHART), "-n", namespace, "--skip-crds"]
+    values = ["-f", str(DEMO_VALUES), "--set", f"operator.watchNamespaces={{{namespace}}}"]
+    operator.stop()  # the session's operator process would reconcile the same objects
+    try:
+        installed = subprocess.run(
+            [*helm, *values, "--wait", "--timeout", "180s"],
+            env=kube_env,
+            capture_output=True,
+            text=True,
+        )
+        assert installed.returncode == 0, installed.stderr
+        cluster = Cluster(api_client, namespace)
+        (pod,) = cluster.core.list_namespaced_pod(
+            namespace, label_selector=f"app.kubernetes.io/instance={release}"
+        ).items
+        assert pod.spec.node_name.startswith("real") and pod.status.phase == "Running"
+        assert pod.spec.service_account_name == f"{release}-kubeinfer"
+
+        # With the process stopped, only the pod can have made this model answer.
+        cluster.create(real_md("tiny-by-pod", model_claim, GGUF))
+        assert answers_through_service(cluster, "tiny-by-pod")
+        log = cluster.core.read_namespaced_pod_log(pod.metadata.name, namespace)  # via kubelet
+        assert "tiny-by-pod" in log
+    finally:
+        subprocess.run(
+            ["helm", "uninstall", release, "-n", namespace, "--wait", "--timeout", "60s"],
+            env=kube_env,
+            capture_output=True,
+        )
+        operator.start()
