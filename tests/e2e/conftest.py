@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-
 import tiny_model
+import yaml
 
 RUNTIME = str(Path(sys.executable).parent / "kubeinfer-runtime")
 
