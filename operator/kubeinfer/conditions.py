@@ -1,7 +1,11 @@
 """Standard status conditions for ModelDeployment: types, reasons and pure helpers.
 
-Conditions follow metav1.Condition. `set_condition` keeps lastTransitionTime when the
-status does not change, so rewriting the same condition never looks like a transition.
+Conditions follow metav1.Condition and mean what a Deployment's do: Available is True while
+the model is served (at least MIN_AVAILABLE_REPLICAS ready, or none asked for); Progressing
+is True while a rollout moves or has completed, and False only past the progress deadline or
+when nothing can be rolled out; Ready sums them up for kstatus, Flux and `kubectl wait`.
+`set_condition` keeps lastTransitionTime when the status does not change, so rewriting the
+same condition never looks like a transition.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ ENGINE_SELECTED = "EngineSelected"
 PROGRESSING = "Progressing"
 AVAILABLE = "Available"
 DEGRADED = "Degraded"
+READY = "Ready"
 
 # Reasons (CamelCase, as Kubernetes expects)
 ENGINE_CHOSEN = "EngineChosen"
@@ -25,6 +30,8 @@ REQUESTED_ENGINE_CANNOT_RUN = "RequestedEngineCannotRun"
 INVALID_SPEC = "InvalidSpec"
 DEPLOYING = "Deploying"
 ROLLOUT_COMPLETE = "RolloutComplete"
+# The child Deployment made no progress within its progressDeadlineSeconds.
+PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 UNSCHEDULABLE = "Unschedulable"
 MINIMUM_REPLICAS_AVAILABLE = "MinimumReplicasAvailable"
 REPLICAS_UNAVAILABLE = "ReplicasUnavailable"
@@ -35,6 +42,10 @@ AS_EXPECTED = "AsExpected"
 NAME_CONFLICT = "NameConflict"
 # The API server refused a child (its message is in the condition).
 APPLY_FAILED = "ApplyFailed"
+
+# One ready replica serves the endpoint: scaling up, or replacing pods one by one, keeps the
+# model Available (the READY column and `kubectl wait` do not flicker); Ready waits for all.
+MIN_AVAILABLE_REPLICAS = 1
 
 
 def timestamp(now: datetime) -> str:
@@ -97,17 +108,49 @@ def engine_selected(decision: Decision, *, generation: int | None, now: datetime
 
 
 def availability(ready: int, desired: int, *, generation: int | None, now: datetime) -> Condition:
-    """Available from replica counts: True when every desired replica is ready."""
+    """Available from replica counts: True while at least the minimum is ready (a Deployment
+    scaled to 0 is available too: nothing is missing)."""
     if desired == 0:
-        return condition(
-            AVAILABLE, "False", SCALED_TO_ZERO, "spec.replicas is 0", generation=generation, now=now
-        )
-    if ready >= desired:
-        message = f"{ready}/{desired} replicas ready"
+        message = "spec.replicas is 0"
+        return condition(AVAILABLE, "True", SCALED_TO_ZERO, message, generation=generation, now=now)
+    message = f"{ready}/{desired} replicas ready"
+    if ready >= min(desired, MIN_AVAILABLE_REPLICAS):
         return condition(
             AVAILABLE, "True", MINIMUM_REPLICAS_AVAILABLE, message, generation=generation, now=now
         )
-    message = f"{ready}/{desired} replicas ready"
     return condition(
         AVAILABLE, "False", REPLICAS_UNAVAILABLE, message, generation=generation, now=now
     )
+
+
+def ready(conditions: Sequence[Condition], *, generation: int | None, now: datetime) -> Condition:
+    """The summary: True when an engine was chosen, the rollout is complete, the model is
+    available and nothing is degraded; otherwise False with the first blocking condition's
+    reason and message (in the order a user fixes them)."""
+    blocking = (
+        (ENGINE_SELECTED, "False"),
+        (DEGRADED, "True"),
+        (PROGRESSING, "False"),
+        (AVAILABLE, "False"),
+    )
+    for type_, bad in blocking:
+        found = find(conditions, type_)
+        if found is not None and found.status == bad:
+            return condition(
+                READY, "False", found.reason, found.message, generation=generation, now=now
+            )
+    progressing = find(conditions, PROGRESSING)
+    if progressing is not None and progressing.reason != ROLLOUT_COMPLETE:
+        return condition(
+            READY,
+            "False",
+            progressing.reason,
+            progressing.message,
+            generation=generation,
+            now=now,
+        )
+    available = find(conditions, AVAILABLE)
+    scaled_to_zero = available is not None and available.reason == SCALED_TO_ZERO
+    reason = SCALED_TO_ZERO if scaled_to_zero else ROLLOUT_COMPLETE
+    message = available.message if available is not None else ""
+    return condition(READY, "True", reason, message, generation=generation, now=now)

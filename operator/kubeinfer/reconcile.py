@@ -25,12 +25,13 @@ from kubeinfer.decide import decide_for_classes, fingerprint
 from kubeinfer.drift import Action, ChildState, child_state, plan_child
 from kubeinfer.kube import Kube, api_message
 from kubeinfer.nodes import NodeClass
-from kubeinfer.render import ImageSettings, children, selector
+from kubeinfer.render import ImageSettings, children
 from kubeinfer.render.children import POD_TEMPLATE_HASH
 from kubeinfer.status import (
     ChildProblem,
     Event,
     desired_status,
+    invalid_spec_status,
     status_patch,
     transition_events,
 )
@@ -154,23 +155,8 @@ def parse_status(raw: Any) -> ModelDeploymentStatus | None:
 def _invalid_status(
     body: Mapping[str, Any], previous: ModelDeploymentStatus | None, problems: str, now: datetime
 ) -> ModelDeploymentStatus:
-    generation = body["metadata"].get("generation")
-    invalid = cond.condition(
-        cond.ENGINE_SELECTED,
-        "False",
-        cond.INVALID_SPEC,
-        f"the spec is invalid and nothing was changed:\n{problems}",
-        generation=generation,
-        now=now,
-    )
-    kept = previous or ModelDeploymentStatus()
-    return kept.model_copy(
-        update={
-            "conditions": cond.set_condition(kept.conditions, invalid),
-            "observed_generation": generation,
-            "selector": selector(body["metadata"]["name"]),
-        }
-    )
+    meta = body["metadata"]
+    return invalid_spec_status(meta["name"], meta.get("generation"), previous, problems, now=now)
 
 
 def _write(

@@ -40,8 +40,18 @@ def desired_status(
 ) -> ModelDeploymentStatus:
     """What the status should say now; lastTransitionTime is kept where nothing changed."""
     generation = md.metadata.generation
-    new: list[Condition] = [cond.engine_selected(decision, generation=generation, now=now)]
-    if decision.engine is not None:
+    selected = cond.engine_selected(decision, generation=generation, now=now)
+    new: list[Condition] = [selected]
+    if decision.engine is None:
+        # Nothing can be rolled out: not available, and no progress until the spec or the
+        # nodes change (EngineSelected says which).
+        new += [
+            cond.condition(
+                type_, "False", selected.reason, selected.message, generation=generation, now=now
+            )
+            for type_ in (cond.AVAILABLE, cond.PROGRESSING)
+        ]
+    else:
         new += workload_conditions(
             deployment,
             pods,
@@ -63,11 +73,14 @@ def desired_status(
                 )
             )
     conditions = previous.conditions if previous else ()
+    if decision.engine is None:
+        # Without an engine there is no workload of this spec that could be degraded.
+        conditions = tuple(c for c in conditions if c.type != cond.DEGRADED)
     for condition in new:
         conditions = cond.set_condition(conditions, condition)
-    if decision.engine is None:
-        # Without an engine there is no workload of this spec to report on.
-        conditions = tuple(c for c in conditions if c.type == cond.ENGINE_SELECTED)
+    conditions = cond.set_condition(
+        conditions, cond.ready(conditions, generation=generation, now=now)
+    )
     return ModelDeploymentStatus(
         engine=decision.engine,
         candidates=decision.candidates,
@@ -78,6 +91,41 @@ def desired_status(
         selector=selector(md.metadata.name),
         observed_generation=generation,
         conditions=conditions,
+    )
+
+
+def invalid_spec_status(
+    name: str,
+    generation: int | None,
+    previous: ModelDeploymentStatus | None,
+    problems: str,
+    *,
+    now: datetime,
+) -> ModelDeploymentStatus:
+    """A spec the operator refuses: nothing was changed, so the workload's conditions stay
+    as they were (an older spec may still serve); Ready is False until the spec is fixed."""
+    invalid = cond.condition(
+        cond.ENGINE_SELECTED,
+        "False",
+        cond.INVALID_SPEC,
+        f"the spec is invalid and nothing was changed:\n{problems}",
+        generation=generation,
+        now=now,
+    )
+    kept = previous or ModelDeploymentStatus()
+    conditions = cond.set_condition(kept.conditions, invalid)
+    if cond.find(conditions, cond.AVAILABLE) is None:
+        unavailable = invalid.model_copy(update={"type": cond.AVAILABLE})
+        conditions = cond.set_condition(conditions, unavailable)
+    conditions = cond.set_condition(
+        conditions, cond.ready(conditions, generation=generation, now=now)
+    )
+    return kept.model_copy(
+        update={
+            "conditions": conditions,
+            "observed_generation": generation,
+            "selector": selector(name),
+        }
     )
 
 
@@ -126,4 +174,8 @@ def _is_failure(condition: Condition) -> bool:
         (condition.type == cond.ENGINE_SELECTED and condition.status == "False")
         or (condition.type == cond.DEGRADED and condition.status == "True")
         or (condition.type == cond.AVAILABLE and condition.reason == cond.UNSCHEDULABLE)
+        or (
+            condition.type == cond.PROGRESSING
+            and condition.reason == cond.PROGRESS_DEADLINE_EXCEEDED
+        )
     )

@@ -3,7 +3,8 @@
 The operator's watches keep a small summary of each child Deployment and pod (the functions
 below turn API objects into those summaries); `workload_conditions` turns them into the
 Progressing / Available / Degraded conditions with the scheduler's message or the runtime's
-diagnosis, so `kubectl describe md` says what to change.
+diagnosis, so `kubectl describe md` says what to change. The progress deadline is the child
+Deployment's own (progressDeadlineSeconds): its controller says when it has passed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from kubeinfer import conditions as cond
-from kubeinfer.api.v1alpha1 import Condition
+from kubeinfer.api.v1alpha1 import Condition, ConditionStatus
 from kubeinfer.render.children import POD_TEMPLATE_HASH
 
 _OOM_REMEDY = "raise spec.resources.memory, or lower the context length (n_ctx / max_model_len)"
@@ -41,6 +42,8 @@ class DeploymentSummary:
     ready_replicas: int
     updated_replicas: int
     template_hash: str | None
+    # The Deployment controller's message once progressDeadlineSeconds passed without progress.
+    deadline_exceeded: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,15 @@ def summarize_deployment(body: Mapping[str, Any]) -> DeploymentSummary:
         ready_replicas=int(status.get("readyReplicas") or 0),
         updated_replicas=int(status.get("updatedReplicas") or 0),
         template_hash=annotations.get(POD_TEMPLATE_HASH),
+        deadline_exceeded=_deadline_exceeded(status.get("conditions") or []),
     )
+
+
+def _deadline_exceeded(conditions: Iterable[Mapping[str, Any]]) -> str | None:
+    for condition in conditions:
+        if condition.get("type") == "Progressing" and condition.get("status") == "False":
+            return str(condition.get("message") or condition.get("reason") or "no progress")
+    return None
 
 
 def summarize_pod(body: Mapping[str, Any]) -> PodSummary:
@@ -146,6 +157,9 @@ def _progressing(
     generation: int | None,
     now: datetime,
 ) -> Condition:
+    """True while the rollout moves or once it is complete (reason RolloutComplete); False
+    only when the Deployment's progress deadline has passed. An unschedulable pod keeps it
+    True until then: a node may still join, or another pod make room."""
     if deployment is None:
         return cond.condition(
             cond.PROGRESSING,
@@ -155,17 +169,9 @@ def _progressing(
             generation=generation,
             now=now,
         )
-    if pending:
-        return cond.condition(
-            cond.PROGRESSING,
-            "False",
-            cond.UNSCHEDULABLE,
-            f"pod {pending.name} cannot be scheduled: {pending.unschedulable}",
-            generation=generation,
-            now=now,
-        )
     rolled_out = (
-        deployment.template_hash == desired_hash
+        pending is None
+        and deployment.template_hash == desired_hash
         and deployment.observed_generation >= deployment.generation
         and deployment.updated_replicas >= deployment.replicas
         and deployment.ready_replicas >= deployment.replicas
@@ -173,21 +179,25 @@ def _progressing(
     if rolled_out:
         return cond.condition(
             cond.PROGRESSING,
-            "False",
+            "True",
             cond.ROLLOUT_COMPLETE,
             "every replica runs the current spec",
             generation=generation,
             now=now,
         )
-    return cond.condition(
-        cond.PROGRESSING,
-        "True",
-        cond.DEPLOYING,
+    status: ConditionStatus = "True"
+    reason = cond.DEPLOYING
+    message = (
         f"{deployment.updated_replicas}/{deployment.replicas} replicas updated, "
-        f"{deployment.ready_replicas} ready",
-        generation=generation,
-        now=now,
+        f"{deployment.ready_replicas} ready"
     )
+    if pending:
+        reason = cond.UNSCHEDULABLE
+        message = f"pod {pending.name} cannot be scheduled: {pending.unschedulable}"
+    if deployment.deadline_exceeded:
+        status, reason = "False", cond.PROGRESS_DEADLINE_EXCEEDED
+        message = f"{deployment.deadline_exceeded}; {message}"
+    return cond.condition(cond.PROGRESSING, status, reason, message, generation=generation, now=now)
 
 
 def _degraded(current: list[PodSummary], generation: int | None, now: datetime) -> Condition:

@@ -391,7 +391,7 @@ def test_fifty_rapid_spec_updates_converge_on_the_last(cluster: Cluster) -> None
             cluster.runtime_config("rapid")["params"].get("n_ctx") == last
             and cluster.md("rapid")["status"].get("observedGeneration") == generation
             and available(cluster, "rapid")
-            and cluster.condition_is("rapid", "Progressing", "False")
+            and cluster.condition_is("rapid", "Ready", "True")
         ),
         limit=120,
     )

@@ -253,6 +253,10 @@ def test_more_gpus_than_any_node_leaves_pods_pending_with_the_schedulers_reason(
     )
     assert "Insufficient nvidia.com/gpu" in available["message"]
     assert all(p.status.phase == "Pending" for p in cluster.pods("huge"))
+    # A Deployment's meaning: still progressing until the progress deadline, not Ready.
+    progressing = cluster.condition("huge", "Progressing")
+    assert (progressing["status"], progressing["reason"]) == ("True", "Unschedulable")
+    assert cluster.condition_is("huge", "Ready", "False")
 
 
 @pytest.mark.parametrize(
@@ -305,7 +309,7 @@ def test_spec_change_rolls_out_and_delete_removes_children(cluster: Cluster) -> 
     wait_for(
         "the rollout to finish",
         lambda: (
-            cluster.condition_is("roll", "Progressing", "False")
+            cluster.condition_is("roll", "Ready", "True")
             and cluster.md("roll")["status"]["observedGeneration"] == 2
             and cluster.condition_is("roll", "Available", "True")
         ),

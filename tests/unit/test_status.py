@@ -5,13 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from unit_helpers import cpu, h100, spec
 
 from kubeinfer import conditions as c
 from kubeinfer.api.v1alpha1 import ModelDeployment, ModelDeploymentStatus
 from kubeinfer.decide import Decision, decide
 from kubeinfer.nodes import node_facts
-from kubeinfer.status import desired_status, status_patch, transition_events
+from kubeinfer.status import (
+    desired_status,
+    invalid_spec_status,
+    status_patch,
+    transition_events,
+)
 from kubeinfer.workload import DeploymentSummary, PodSummary
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
@@ -86,11 +92,13 @@ def test_status_of_a_running_deployment() -> None:
         "app.kubernetes.io/instance=qwen,app.kubernetes.io/name=kubeinfer-runtime"
     )
     assert status.observed_generation == 4
-    assert types(status) == [c.ENGINE_SELECTED, c.AVAILABLE, c.PROGRESSING, c.DEGRADED]
+    assert types(status) == [c.ENGINE_SELECTED, c.AVAILABLE, c.PROGRESSING, c.DEGRADED, c.READY]
     assert all(x.observed_generation == 4 for x in status.conditions)
     assert c.is_true(status.conditions, c.ENGINE_SELECTED)
     assert c.is_true(status.conditions, c.AVAILABLE)
     assert not c.is_true(status.conditions, c.DEGRADED)
+    ready = c.find(status.conditions, c.READY)
+    assert ready is not None and (ready.status, ready.reason) == ("True", c.ROLLOUT_COMPLETE)
 
 
 def test_before_the_deployment_exists() -> None:
@@ -102,20 +110,21 @@ def test_before_the_deployment_exists() -> None:
     assert progressing is not None and progressing.reason == c.DEPLOYING
 
 
-def test_no_engine_keeps_only_engine_selected() -> None:
-    """A spec change that no engine can run drops the workload's conditions and endpoint."""
+def test_no_engine_is_neither_available_nor_progressing() -> None:
+    """A spec change that no engine can run drops the workload's report and endpoint; the
+    READY column and `kubectl wait --for=condition=Available` still get an answer."""
     running = running_status(model_deployment())
     md = model_deployment(generation=5, format="mlx")  # MLX needs Apple silicon: none here
     decision = decision_for(md)
     assert decision.engine is None
     # The old Deployment is still there until it is cleaned up; it must not be reported on.
     status = desired_status(md, running, decision, None, rolled_out(), [pod()], now=T1)
-    assert types(status) == [c.ENGINE_SELECTED]
-    (selected,) = status.conditions
-    assert (selected.status, selected.reason) == ("False", c.NO_ENGINE_MATCHES)
-    assert selected.message == decision.reason
-    assert selected.observed_generation == 5
-    assert selected.last_transition_time == c.timestamp(T1)
+    assert types(status) == [c.ENGINE_SELECTED, c.AVAILABLE, c.PROGRESSING, c.READY]
+    for condition in status.conditions:
+        assert (condition.status, condition.reason) == ("False", c.NO_ENGINE_MATCHES)
+        assert condition.message == decision.reason
+        assert condition.observed_generation == 5
+        assert condition.last_transition_time == c.timestamp(T1)
     assert (status.engine, status.endpoint, status.placement) == (None, None, None)
     assert status.candidates == decision.candidates
 
@@ -124,8 +133,55 @@ def test_a_forced_engine_that_cannot_run_says_so() -> None:
     md = model_deployment(spec_engine="vllm", spec_resources={"gpus": 1})  # no GPU node fits
     decision = decide(md.spec, [node_facts(cpu())])
     status = desired_status(md, None, decision, None, None, [], now=T0)
-    (selected,) = status.conditions
-    assert (selected.status, selected.reason) == ("False", c.REQUESTED_ENGINE_CANNOT_RUN)
+    assert {(x.type, x.status, x.reason) for x in status.conditions} == {
+        (type_, "False", c.REQUESTED_ENGINE_CANNOT_RUN)
+        for type_ in (c.ENGINE_SELECTED, c.AVAILABLE, c.PROGRESSING, c.READY)
+    }
+
+
+@pytest.mark.parametrize(
+    ("deployment", "pods", "replicas", "expected"),
+    [
+        (None, [], 1, ("False", c.REPLICAS_UNAVAILABLE)),
+        (rolled_out(), [pod()], 1, ("True", c.ROLLOUT_COMPLETE)),
+        (rolled_out(0), [], 0, ("True", c.SCALED_TO_ZERO)),
+        (rolled_out(), [pod(failure="OOMKilled")], 1, ("False", c.ENGINE_FAILED)),
+        # Scaling 1 -> 2: still Available, not yet Ready.
+        (
+            DeploymentSummary(3, 3, 2, 1, 2, HASH),
+            [pod(), pod("b", phase="Pending")],
+            2,
+            ("False", c.DEPLOYING),
+        ),
+    ],
+    ids=["creating", "rolled-out", "scaled-to-zero", "failing", "scaling-up"],
+)
+def test_ready_sums_up(
+    deployment: DeploymentSummary | None,
+    pods: list[PodSummary],
+    replicas: int,
+    expected: tuple[str, str],
+) -> None:
+    md = model_deployment()
+    md = md.model_copy(update={"spec": md.spec.model_copy(update={"replicas": replicas})})
+    status = desired_status(md, None, decision_for(md), HASH, deployment, pods, now=T0)
+    ready = c.find(status.conditions, c.READY)
+    assert ready is not None and (ready.status, ready.reason) == expected
+
+
+def test_an_invalid_spec_is_not_ready_and_keeps_the_workloads_report() -> None:
+    running = running_status(model_deployment())
+    status = invalid_spec_status("qwen", 5, running, "spec.engineParams.x: unknown", now=T1)
+    assert c.is_true(status.conditions, c.AVAILABLE)  # the previous spec still serves
+    ready = c.find(status.conditions, c.READY)
+    assert ready is not None and (ready.status, ready.reason) == ("False", c.INVALID_SPEC)
+    assert status.observed_generation == 5
+    fresh = invalid_spec_status("qwen", 1, None, "spec.engineParams.x: unknown", now=T1)
+    available = c.find(fresh.conditions, c.AVAILABLE)
+    assert available is not None and (available.status, available.reason) == (
+        "False",
+        c.INVALID_SPEC,
+    )
 
 
 def test_transition_times_are_kept_while_nothing_changes() -> None:
@@ -144,7 +200,9 @@ def test_a_changed_condition_moves_only_its_own_time() -> None:
     degraded = c.find(later.conditions, c.DEGRADED)
     assert degraded is not None and degraded.status == "True"
     assert degraded.last_transition_time == c.timestamp(T1)
-    unchanged = [x for x in later.conditions if x.type != c.DEGRADED]
+    ready = c.find(later.conditions, c.READY)  # the summary follows Degraded
+    assert ready is not None and ready.last_transition_time == c.timestamp(T1)
+    unchanged = [x for x in later.conditions if x.type not in (c.DEGRADED, c.READY)]
     assert {x.last_transition_time for x in unchanged} == {c.timestamp(T0)}
     assert types(later) == types(first)
 
@@ -174,8 +232,13 @@ def test_removed_values_are_nulled_so_the_merge_patch_deletes_them() -> None:
     assert patch is not None
     for key in ("engine", "endpoint", "placement"):
         assert key in patch and patch[key] is None, key
-    # Lists are replaced whole by a merge patch: the workload's conditions disappear.
-    assert [x["type"] for x in patch["conditions"]] == [c.ENGINE_SELECTED]
+    # Lists are replaced whole by a merge patch: Degraded (of the old workload) disappears.
+    assert [x["type"] for x in patch["conditions"]] == [
+        c.ENGINE_SELECTED,
+        c.AVAILABLE,
+        c.PROGRESSING,
+        c.READY,
+    ]
     assert patch["observedGeneration"] == 5
 
 

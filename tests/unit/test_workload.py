@@ -393,7 +393,7 @@ def test_rollout_complete() -> None:
     )
     assert status_reason(found[c.AVAILABLE]) == ("True", c.MINIMUM_REPLICAS_AVAILABLE)
     assert found[c.AVAILABLE].message == "2/2 replicas ready"
-    assert status_reason(found[c.PROGRESSING]) == ("False", c.ROLLOUT_COMPLETE)
+    assert status_reason(found[c.PROGRESSING]) == ("True", c.ROLLOUT_COMPLETE)
     assert status_reason(found[c.DEGRADED]) == ("False", c.AS_EXPECTED)
 
 
@@ -419,12 +419,43 @@ def test_deploying(deployment: dict[str, Any], message: str) -> None:
 
 def test_unschedulable_carries_the_schedulers_message() -> None:
     found = conditions_for(deployment_object(ready=0, updated=1), [unschedulable_pod()])
-    for type_ in (c.AVAILABLE, c.PROGRESSING):
-        assert status_reason(found[type_]) == ("False", c.UNSCHEDULABLE)
-        assert found[type_].message == (
-            f"pod qwen-gguf-cpu-7d9f8c6b5-p8zq2 cannot be scheduled: {SCHEDULER_MESSAGE}"
-        )
+    message = f"pod qwen-gguf-cpu-7d9f8c6b5-p8zq2 cannot be scheduled: {SCHEDULER_MESSAGE}"
+    assert status_reason(found[c.AVAILABLE]) == ("False", c.UNSCHEDULABLE)
+    assert found[c.AVAILABLE].message == message
+    # Still progressing: a node may join or a pod make room before the deadline.
+    assert status_reason(found[c.PROGRESSING]) == ("True", c.UNSCHEDULABLE)
+    assert found[c.PROGRESSING].message == message
     assert status_reason(found[c.DEGRADED]) == ("False", c.AS_EXPECTED)
+
+
+def test_past_the_progress_deadline_progressing_turns_false() -> None:
+    stalled = deployment_object(ready=0, updated=1)
+    stalled["status"]["conditions"] = [
+        {
+            "type": "Progressing",
+            "status": "False",
+            "reason": "ProgressDeadlineExceeded",
+            "message": 'ReplicaSet "qwen-gguf-cpu-7d9f8c6b5" has timed out progressing.',
+        }
+    ]
+    found = conditions_for(stalled, [unschedulable_pod()])
+    assert status_reason(found[c.PROGRESSING]) == ("False", c.PROGRESS_DEADLINE_EXCEEDED)
+    assert found[c.PROGRESSING].message == (
+        'ReplicaSet "qwen-gguf-cpu-7d9f8c6b5" has timed out progressing.; '
+        f"pod qwen-gguf-cpu-7d9f8c6b5-p8zq2 cannot be scheduled: {SCHEDULER_MESSAGE}"
+    )
+
+
+def test_a_scale_up_keeps_the_model_available() -> None:
+    """Like a Deployment's MinimumReplicasAvailable: the new replicas are not awaited."""
+    found = conditions_for(
+        deployment_object(generation=3, observed=3, replicas=3, ready=1, updated=3),
+        [pod_object("a"), unschedulable_pod("b"), pod_object("c", phase="Pending")],
+        desired_replicas=3,
+    )
+    assert status_reason(found[c.AVAILABLE]) == ("True", c.MINIMUM_REPLICAS_AVAILABLE)
+    assert found[c.AVAILABLE].message == "1/3 replicas ready"
+    assert status_reason(found[c.PROGRESSING]) == ("True", c.UNSCHEDULABLE)
 
 
 def test_a_pending_new_pod_does_not_hide_that_the_old_ones_serve() -> None:
@@ -434,7 +465,7 @@ def test_a_pending_new_pod_does_not_hide_that_the_old_ones_serve() -> None:
         [pod_object("old", template_hash=OLD), unschedulable_pod("new")],
     )
     assert status_reason(found[c.AVAILABLE]) == ("True", c.MINIMUM_REPLICAS_AVAILABLE)
-    assert status_reason(found[c.PROGRESSING]) == ("False", c.UNSCHEDULABLE)
+    assert status_reason(found[c.PROGRESSING]) == ("True", c.UNSCHEDULABLE)
     assert "pod new cannot be scheduled: 0/8 nodes are available" in found[c.PROGRESSING].message
 
 
@@ -477,7 +508,7 @@ def test_pods_of_an_old_template_or_being_deleted_are_ignored() -> None:
     ]
     found = conditions_for(deployment_object(), pods)
     assert status_reason(found[c.DEGRADED]) == ("False", c.AS_EXPECTED)
-    assert status_reason(found[c.PROGRESSING]) == ("False", c.ROLLOUT_COMPLETE)
+    assert status_reason(found[c.PROGRESSING]) == ("True", c.ROLLOUT_COMPLETE)
     assert status_reason(found[c.AVAILABLE]) == ("True", c.MINIMUM_REPLICAS_AVAILABLE)
 
 
@@ -485,5 +516,5 @@ def test_scaled_to_zero() -> None:
     found = conditions_for(
         deployment_object(replicas=0, ready=0, updated=0), [], desired_replicas=0
     )
-    assert status_reason(found[c.AVAILABLE]) == ("False", c.SCALED_TO_ZERO)
-    assert status_reason(found[c.PROGRESSING]) == ("False", c.ROLLOUT_COMPLETE)
+    assert status_reason(found[c.AVAILABLE]) == ("True", c.SCALED_TO_ZERO)
+    assert status_reason(found[c.PROGRESSING]) == ("True", c.ROLLOUT_COMPLETE)
