@@ -129,8 +129,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         resync_seconds=memo.get("resync_seconds") or RESYNC_SECONDS,
     )
     memo.controller = ctl
-    metrics.REGISTRY.register(metrics.ConditionsCollector(lambda: ctl.statuses.values()))
-    metrics.REGISTRY.register(metrics.NodesCollector(lambda: ctl.node_facts.values()))
+    metrics.register(
+        lambda: list(ctl.statuses.items()),
+        lambda: list(ctl.node_facts.values()),
+        lambda: list(ctl.failures.items()),
+    )
     if memo.get("metrics_port"):
         start_http_server(memo.metrics_port, registry=metrics.REGISTRY)
 

@@ -1,14 +1,29 @@
-"""The operator's Prometheus metrics (one registry, served by prometheus-client)."""
+"""The operator's Prometheus metrics (one registry, served by prometheus-client).
+
+Per ModelDeployment, the way kube-state-metrics reports Deployments: one series per condition
+and status (1 for the current status, 0 for the others) labelled with namespace and name, so
+an alert names the object; the condition's reason separately (it changes more often). Scrape
+them with honor_labels (the chart's ServiceMonitor does): `namespace` is the object's.
+"""
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable, Iterable, Iterator
+from importlib.metadata import PackageNotFoundError, version
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from kubeinfer.api.v1alpha1 import ModelDeploymentStatus
+from kubeinfer.api.v1alpha1 import ConditionStatus, ModelDeploymentStatus
 from kubeinfer.nodes import NodeFacts
 
 REGISTRY = CollectorRegistry()
@@ -33,27 +48,66 @@ DECISIONS = Counter(
 )
 
 
-class ConditionsCollector(Collector):
-    """kubeinfer_modeldeployments{condition, status}: counted at scrape time from the
-    statuses the operator last wrote, so deleted objects drop out by themselves."""
+Key = tuple[str, str]
+STATUSES: tuple[ConditionStatus, ...] = ("True", "False", "Unknown")
 
-    def __init__(self, statuses: Callable[[], Iterable[ModelDeploymentStatus]]) -> None:
+
+class ConditionsCollector(Collector):
+    """The ModelDeployments' conditions, read at scrape time from the statuses the operator
+    last wrote, so deleted objects drop out by themselves:
+
+    kubeinfer_modeldeployments{condition, status}: how many (the fleet at a glance);
+    kubeinfer_modeldeployment_status_condition{namespace, name, engine, condition, status};
+    kubeinfer_modeldeployment_status_reason{namespace, name, condition, reason};
+    kubeinfer_modeldeployment_replicas / _ready_replicas{namespace, name}.
+    """
+
+    def __init__(self, statuses: Callable[[], Iterable[tuple[Key, ModelDeploymentStatus]]]):
         self._statuses = statuses
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
+        counts = GaugeMetricFamily(
             "kubeinfer_modeldeployments",
             "ModelDeployments by condition and status.",
             labels=["condition", "status"],
         )
-        counts: dict[tuple[str, str], int] = {}
-        for status in list(self._statuses()):
+        per_object = GaugeMetricFamily(
+            "kubeinfer_modeldeployment_status_condition",
+            "The current status of each ModelDeployment condition (1), the others 0.",
+            labels=["namespace", "name", "engine", "condition", "status"],
+        )
+        reasons = GaugeMetricFamily(
+            "kubeinfer_modeldeployment_status_reason",
+            "The reason of each ModelDeployment condition (always 1).",
+            labels=["namespace", "name", "condition", "reason"],
+        )
+        replicas = GaugeMetricFamily(
+            "kubeinfer_modeldeployment_replicas",
+            "Replicas of the ModelDeployment's Deployment.",
+            labels=["namespace", "name"],
+        )
+        ready = GaugeMetricFamily(
+            "kubeinfer_modeldeployment_ready_replicas",
+            "Ready replicas of the ModelDeployment's Deployment.",
+            labels=["namespace", "name"],
+        )
+        totals: dict[tuple[str, str], int] = {}
+        for (namespace, name), status in sorted(self._statuses(), key=lambda item: item[0]):
+            engine = status.engine or ""
             for condition in status.conditions:
                 key = (condition.type, condition.status)
-                counts[key] = counts.get(key, 0) + 1
-        for (type_, value), count in sorted(counts.items()):
-            family.add_metric([type_, value], count)
-        yield family
+                totals[key] = totals.get(key, 0) + 1
+                for value in STATUSES:
+                    per_object.add_metric(
+                        [namespace, name, engine, condition.type, value],
+                        1 if value == condition.status else 0,
+                    )
+                reasons.add_metric([namespace, name, condition.type, condition.reason], 1)
+            replicas.add_metric([namespace, name], status.replicas)
+            ready.add_metric([namespace, name], status.ready_replicas)
+        for (type_, current), count in sorted(totals.items()):
+            counts.add_metric([type_, current], count)
+        yield from (counts, per_object, reasons, replicas, ready)
 
 
 class NodesCollector(Collector):
@@ -79,3 +133,49 @@ class NodesCollector(Collector):
         for labels, count in sorted(counts.items()):
             family.add_metric(list(labels), count)
         yield family
+
+
+class FailuresCollector(Collector):
+    """kubeinfer_modeldeployment_reconcile_failures{namespace, name}: reconciles that failed in
+    a row (a write refused, a child held by another object); 0 again after a success."""
+
+    def __init__(self, failures: Callable[[], Iterable[tuple[Key, int]]]) -> None:
+        self._failures = failures
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "kubeinfer_modeldeployment_reconcile_failures",
+            "Reconciles of the ModelDeployment that failed in a row (absent after a success).",
+            labels=["namespace", "name"],
+        )
+        for (namespace, name), count in sorted(self._failures()):
+            family.add_metric([namespace, name], count)
+        yield family
+
+
+def register(
+    statuses: Callable[[], Iterable[tuple[Key, ModelDeploymentStatus]]],
+    nodes: Callable[[], Iterable[NodeFacts | None]],
+    failures: Callable[[], Iterable[tuple[Key, int]]],
+) -> None:
+    """Adds the scrape-time collectors, the process metrics (CPU, memory, open files, start
+    time) and kubeinfer_build_info to REGISTRY; called once, at operator start-up."""
+    REGISTRY.register(ConditionsCollector(statuses))
+    REGISTRY.register(NodesCollector(nodes))
+    REGISTRY.register(FailuresCollector(failures))
+    ProcessCollector(registry=REGISTRY)
+    PlatformCollector(registry=REGISTRY)
+    Info("kubeinfer_build", "The running kubeinfer operator.", registry=REGISTRY).info(
+        {
+            "version": _version("kubeinfer"),
+            "kopf_version": _version("kopf"),
+            "python_version": platform.python_version(),
+        }
+    )
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"

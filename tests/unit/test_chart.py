@@ -29,14 +29,22 @@ RULES_FILE = CHART / "files" / "clusterrole-rules.yaml"
 NAMESPACE = "kubeinfer-system"
 RELEASE = "ki"
 # Kinds from the Prometheus Operator's CRDs: kubernetes-validate has no schema for them.
-CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "PodMonitor"}
+# A cluster with the Prometheus Operator: its kinds are rendered only where they exist.
+PROMETHEUS_OPERATOR = [
+    arg
+    for kind in sorted(CUSTOM_KINDS)
+    for arg in ("--api-versions", f"monitoring.coreos.com/v1/{kind}")
+]
 # Values whose children are Kubernetes API objects, documented as a whole.
 API_OBJECT_VALUES = {"podSecurityContext", "securityContext", "resources"}
-EVERYTHING_ON = [
+EVERYTHING_ON_VALUES = [
     "--set",
     "metrics.serviceMonitor.enabled=true",
     "--set",
     "metrics.prometheusRule.enabled=true",
+    "--set",
+    "metrics.podMonitor.enabled=true",
     "--set",
     "operator.watchNamespaces={models,team-a}",
     "--set",
@@ -56,6 +64,7 @@ EVERYTHING_ON = [
     '{"nodeSelectorTerms":[{"matchExpressions":[{"key":"kubernetes.io/arch",'
     '"operator":"In","values":["amd64","arm64"]}]}]}}}',
 ]
+EVERYTHING_ON = [*EVERYTHING_ON_VALUES, *PROMETHEUS_OPERATOR]
 
 
 def _helm() -> str | None:
@@ -95,8 +104,8 @@ def template(*args: str, release: str = RELEASE) -> list[dict[str, Any]]:
     return list(_template(args, release))
 
 
-def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    (found,) = [d for d in docs if d["kind"] == kind]
+def by_kind(docs: list[dict[str, Any]], kind: str, suffix: str = "") -> dict[str, Any]:
+    (found,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(suffix)]
     return found
 
 
@@ -219,7 +228,7 @@ def test_runtime_image_defaults_are_the_operators() -> None:
 
 @needs_helm
 def test_lint_passes_strict() -> None:
-    for args in ([], EVERYTHING_ON):
+    for args in ([], EVERYTHING_ON_VALUES):  # (lint has no --api-versions)
         result = helm("lint", "--strict", str(CHART), "--kube-version", "1.35.0", *args)
         assert result.returncode == 0, result.stdout + result.stderr
 
@@ -369,13 +378,19 @@ def test_operator_deployment() -> None:
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
     mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/etc/kubeinfer")
     volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
-    assert volume["configMap"]["name"] == by_kind(template(), "ConfigMap")["metadata"]["name"]
+    assert (
+        volume["configMap"]["name"]
+        == by_kind(template(), "ConfigMap", "-images")["metadata"]["name"]
+    )
 
 
 @needs_helm
 def test_scheduling_values_and_namespaces_reach_the_pod() -> None:
     pod = by_kind(template(*EVERYTHING_ON), "Deployment")["spec"]["template"]["spec"]
-    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    # The user's selector is added to the operator image's architecture.
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
+    arm = by_kind(template("--set", "nodeSelector.kubernetes\\.io/arch=arm64"), "Deployment")
+    assert arm["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/arch": "arm64"}
     assert pod["tolerations"] == [
         {"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}
     ]
@@ -393,7 +408,7 @@ def test_scheduling_values_and_namespaces_reach_the_pod() -> None:
 
 @needs_helm
 def test_images_config_map_is_what_the_operator_reads() -> None:
-    config_map = by_kind(template(), "ConfigMap")
+    config_map = by_kind(template(), "ConfigMap", "-images")
     settings = ImageSettings.model_validate(yaml.safe_load(config_map["data"]["images.yaml"]))
     assert settings == ImageSettings()
     overridden = by_kind(
@@ -404,6 +419,7 @@ def test_images_config_map_is_what_the_operator_reads() -> None:
             "runtimeImages.pullPolicy=Always",
         ),
         "ConfigMap",
+        "-images",
     )
     settings = ImageSettings.model_validate(yaml.safe_load(overridden["data"]["images.yaml"]))
     assert settings.image_for("vllm", "cuda") == "registry.local/vllm:0.11.0-cu128"
@@ -435,9 +451,53 @@ def test_metrics_service_and_service_monitor() -> None:
     assert (
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     )
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True  # the object's namespace
     rule = by_kind(docs, "PrometheusRule")
-    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
-    assert "KubeinferOperatorDown" in alerts
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert set(alerts) == {
+        "KubeinferOperatorDown",
+        "KubeinferReconcileErrors",
+        "KubeinferModelDeploymentDegraded",
+        "KubeinferModelDeploymentUnschedulable",
+        "KubeinferModelDeploymentUnavailable",
+        "KubeinferModelDeploymentRolloutStalled",
+        "KubeinferModelDeploymentNoEngine",
+    }
+    for name, alert in alerts.items():
+        if name != "KubeinferOperatorDown":  # every other alert names the ModelDeployment
+            assert "by (namespace, name" in alert["expr"], name
+            assert "{{ $labels.namespace }}/{{ $labels.name }}" in alert["annotations"]["summary"]
+    assert alerts["KubeinferModelDeploymentUnschedulable"]["for"] == "15m"
+    pods = by_kind(docs, "PodMonitor")
+    assert pods["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/managed-by": "kubeinfer"}
+    assert [e["port"] for e in pods["spec"]["podMetricsEndpoints"]] == ["http", "metrics"]
+
+
+@needs_helm
+def test_prometheus_operator_kinds_are_skipped_where_the_cluster_lacks_them() -> None:
+    """An upgrade with a ServiceMonitor switched on must not fail on a cluster without the
+    Prometheus Operator's CRDs."""
+    assert not kinds(template(*EVERYTHING_ON_VALUES)) & CUSTOM_KINDS
+
+
+@needs_helm
+def test_grafana_dashboard_is_the_json_file_and_can_be_turned_off() -> None:
+    dashboard = by_kind(template(), "ConfigMap", "-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = json.loads((CHART / "files" / "grafana-dashboard.json").read_text())
+    assert json.loads(dashboard["data"]["kubeinfer.json"]) == shipped
+    exprs = [t["expr"] for p in shipped["panels"] for t in p.get("targets", [])]
+    assert any("llamacpp:" in e for e in exprs) and any("vllm:" in e for e in exprs)
+    assert any("kubeinfer_modeldeployment_status_condition" in e for e in exprs)
+    off = template("--set", "metrics.grafanaDashboard.enabled=false")
+    assert not [d for d in off if d["metadata"]["name"].endswith("-dashboard")]
+
+
+@needs_helm
+def test_helm_template_needs_no_kube_version() -> None:
+    result = helm("template", RELEASE, str(CHART))
+    assert result.returncode == 0, result.stderr
+    assert "kind: ValidatingAdmissionPolicy\n" in result.stdout
 
 
 @needs_helm
