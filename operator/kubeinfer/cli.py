@@ -4,8 +4,12 @@
   kubeinfer render  -f model.yaml [--nodes nodes.yaml | --kubeconfig PATH]
   kubeinfer crd     [-o FILE_OR_DIR]
 
-Exit codes: 0 done (also when no engine can run: the output says why), 2 invalid input
-(the message names the field).
+Nodes come from --nodes FILE, or else from the cluster: --kubeconfig PATH, $KUBECONFIG, or
+~/.kube/config, the current context (as kubectl). `-f -` reads the manifest from stdin.
+
+Exit codes: 0 done, 1 the API server cannot be reached (one line says why), 2 invalid input
+(the message names the field), 3 no engine can run the model anywhere in the cluster (the
+output says why).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,11 +33,17 @@ from kubeinfer.decide import Decision, decide
 from kubeinfer.nodes import node_facts
 from kubeinfer.render import ImageSettings, children, endpoint_url
 
+EXIT_UNREACHABLE = 1
 EXIT_INVALID = 2
+EXIT_NO_ENGINE = 3
 
 
 class InputError(Exception):
     """Input the user must fix; the message names the file and the field."""
+
+
+class ClusterError(Exception):
+    """The cluster could not be asked (unreachable, refused); the message says which."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,10 +55,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INVALID
+    except ClusterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_UNREACHABLE
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kubeinfer", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="kubeinfer",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     explain = commands.add_parser("explain", help="show which engine runs a model, and why")
@@ -88,12 +107,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_decision_inputs(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-f", "--filename", type=Path, required=True, help="ModelDeployment YAML")
+    parser.add_argument(
+        "-f", "--filename", type=Path, required=True, help="ModelDeployment YAML (- for stdin)"
+    )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--nodes", type=Path, help="Nodes as `kubectl get nodes -o yaml` prints them"
     )
-    source.add_argument("--kubeconfig", help="read the nodes from this cluster")
+    source.add_argument(
+        "--kubeconfig",
+        help="read the nodes from this cluster (default, without --nodes: $KUBECONFIG, "
+        "else ~/.kube/config, current context)",
+    )
 
 
 # ------------------------------------------------------------------------------ commands
@@ -108,14 +133,14 @@ def _explain(args: argparse.Namespace, out: TextIO) -> int:
         out.write("\n")
     else:
         out.write(format_table(md, decision))
-    return 0
+    return 0 if decision.engine else EXIT_NO_ENGINE
 
 
 def _render(args: argparse.Namespace, out: TextIO) -> int:
     md, decision = _decide(args)
     if decision.engine is None:
         print(f"no engine can run {md.metadata.name}: {decision.reason}", file=sys.stderr)
-        return 1
+        return EXIT_NO_ENGINE
     yaml.safe_dump_all(children(md, decision, ImageSettings()), out, sort_keys=True)
     return 0
 
@@ -166,6 +191,8 @@ def _decide(args: argparse.Namespace) -> tuple[ModelDeployment, Decision]:
 
 def _read_documents(path: Path) -> list[Any]:
     try:
+        if str(path) == "-":
+            return [doc for doc in yaml.safe_load_all(sys.stdin) if doc is not None]
         with path.open() as f:
             return [doc for doc in yaml.safe_load_all(f) if doc is not None]
     except OSError as error:
@@ -204,17 +231,43 @@ def load_nodes(path: Path) -> list[dict[str, Any]]:
 
 def cluster_nodes(kubeconfig: str | None) -> list[dict[str, Any]]:  # pragma: no cover
     """The current cluster's Nodes (the only code path that needs the Kubernetes client)."""
-    from kubernetes import client, config  # lazy: the pure commands must not need it
+    # lazy: the pure commands must not need it
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import MaxRetryError
 
     try:
         config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
     except config.ConfigException as error:
         raise InputError(f"cannot load kubeconfig: {error}") from error
     api = client.ApiClient()
-    node_list = client.CoreV1Api(api).list_node()
+    try:
+        node_list = client.CoreV1Api(api).list_node(_request_timeout=30)
+    except ApiException as error:
+        raise ClusterError(f"listing nodes: {error.status} {error.reason}") from None
+    except (OSError, MaxRetryError) as error:
+        host = api.configuration.host
+        raise ClusterError(f"cannot reach the API server at {host}: {_cause(error)}") from None
     serialized = api.sanitize_for_serialization(node_list)  # type: ignore[no-untyped-call]
     items: list[dict[str, Any]] = serialized["items"]
     return items
+
+
+def _cause(error: Exception) -> str:
+    """The innermost reason of a connection error (urllib3 wraps it twice)."""
+    reason: object = error
+    while (inner := getattr(reason, "reason", None)) is not None:
+        reason = inner
+    text = str(reason)
+    # urllib3 prefixes "<HTTPConnection object at 0x...>: "; the rest is the OS's word.
+    return text.split(">: ", 1)[-1]
+
+
+def _version() -> str:
+    try:
+        return version("kubeinfer")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 # -------------------------------------------------------------------------------- output

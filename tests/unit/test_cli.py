@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 import yaml
 from unit_helpers import EXAMPLES
 
-from kubeinfer.cli import main
+from kubeinfer.cli import EXIT_NO_ENGINE, EXIT_UNREACHABLE, main
 from kubeinfer.crd import crd_yaml
 
 NODES = str(EXAMPLES / "nodes.yaml")
@@ -36,7 +37,8 @@ def test_explain_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_explain_table_for_no_engine(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["explain", "-f", str(EXAMPLES / "mlx.yaml"), "--nodes", NODES]) == 0
+    # A code of its own, so scripts can tell "cannot run here" from a bad manifest (2).
+    assert main(["explain", "-f", str(EXAMPLES / "mlx.yaml"), "--nodes", NODES]) == EXIT_NO_ENGINE
     out = capsys.readouterr().out
     assert "Engine:" in out and "none" in out
     assert "MLX needs Apple silicon" in out
@@ -112,3 +114,47 @@ def test_crd_to_stdout_and_to_a_directory(
     assert capsys.readouterr().out == crd_yaml()
     assert main(["crd", "-o", str(tmp_path)]) == 0
     assert (tmp_path / "modeldeployments.kubeinfer.io.yaml").read_text() == crd_yaml()
+
+
+def test_manifest_from_stdin(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO((EXAMPLES / "gguf-cpu.yaml").read_text()))
+    assert main(["explain", "-f", "-", "--nodes", NODES, "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["engine"] == "llama.cpp"
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == "kubeinfer 0.1.0\n"
+
+
+def test_help_says_where_nodes_come_from(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["explain", "--help"])
+    assert "$KUBECONFIG, else ~/.kube/config" in " ".join(capsys.readouterr().out.split())
+
+
+def test_an_unreachable_api_server_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    code = main(["explain", "-f", str(EXAMPLES / "gguf-cpu.yaml"), "--kubeconfig", str(kubeconfig)])
+    assert code == EXIT_UNREACHABLE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("error: cannot reach the API server at http://127.0.0.1:1: ")
