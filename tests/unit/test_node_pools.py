@@ -20,7 +20,7 @@ from unit_helpers import KUBERNETES_VERSION, cpu, h100, l4, make_node, spec
 from kubeinfer import placement as plc
 from kubeinfer.api import v1alpha1 as api
 from kubeinfer.api.v1alpha1 import ModelDeployment, ModelDeploymentSpec, Toleration
-from kubeinfer.cli import main
+from kubeinfer.cli import EXIT_NO_ENGINE, main
 from kubeinfer.crd import spec_schema
 from kubeinfer.decide import Decision, decide, fingerprint
 from kubeinfer.nodes import NodeClass, Taint, classify, node_facts, select
@@ -337,13 +337,19 @@ def test_crd_refuses_the_same_tolerations_with_the_same_messages() -> None:
 # --- kubeinfer explain ---------------------------------------------------------------------
 
 
-def explain(tmp_path: Path, spec_dict: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> str:
+def explain(
+    tmp_path: Path,
+    spec_dict: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+    *,
+    code: int = 0,
+) -> str:
     manifest = {"apiVersion": api.API_VERSION, "kind": api.KIND, "metadata": {"name": "m"}}
     model = tmp_path / "model.yaml"
     model.write_text(yaml.safe_dump({**manifest, "spec": spec_dict}))
     nodes = tmp_path / "nodes.yaml"
     nodes.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": CLUSTER}))
-    assert main(["explain", "-f", str(model), "--nodes", str(nodes)]) == 0
+    assert main(["explain", "-f", str(model), "--nodes", str(nodes)]) == code
     return capsys.readouterr().out
 
 
@@ -357,5 +363,6 @@ def test_explain_shows_the_pinning(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_explain_says_which_classes_the_selector_excludes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = explain(tmp_path, spec(**GGUF, spec_nodeSelector={"pool": "gone"}), capsys)
+    selector = spec(**GGUF, spec_nodeSelector={"pool": "gone"})
+    out = explain(tmp_path, selector, capsys, code=EXIT_NO_ENGINE)
     assert "no node matches spec.nodeSelector {pool: gone}" in out
