@@ -24,35 +24,48 @@ sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "runtime")]
 from kubeinfer.params import catalog as cat  # noqa: E402
 
 
-def sglang() -> cat.Catalog:
-    from sglang.srt.server_args import ServerArgs
+def parser(engine: str) -> Any:
+    """The engine's own parser (argparse; a click command for transformers)."""
+    if engine == "sglang":
+        from sglang.srt.server_args import ServerArgs
 
-    parser = argparse.ArgumentParser(prog="sglang serve")  # as prepare_server_args builds it
-    ServerArgs.add_cli_args(parser)
-    return cat.from_parser("sglang", f"sglang {version('sglang')}: ServerArgs.add_cli_args", parser)
+        built = argparse.ArgumentParser(prog="sglang serve")  # as prepare_server_args does
+        ServerArgs.add_cli_args(built)
+        return built
+    if engine == "vllm":
+        from kubeinfer_runtime.engines.vllm import vllm_serve_parser
+
+        return vllm_serve_parser()
+    if engine == "mlx":
+        return _parser_of("mlx_lm.server")
+    if engine == "transformers":
+        from transformers.cli.transformers import app  # a click group (huggingface_hub's)
+
+        return app.commands["serve"]
+    raise ValueError(engine)
+
+
+def sglang() -> cat.Catalog:
+    source = f"sglang {version('sglang')}: ServerArgs.add_cli_args"
+    return cat.from_parser("sglang", source, parser("sglang"))
 
 
 def vllm() -> cat.Catalog:
-    from kubeinfer_runtime.engines.vllm import vllm_serve_parser
-
-    parser = vllm_serve_parser()
-    if parser is None:
+    built = parser("vllm")
+    if built is None:
         raise SystemExit("vLLM's serve parser does not import here")
     source = f"vllm {version('vllm')}: make_arg_parser (vllm serve)"
-    return cat.from_parser("vllm", source, parser)
+    return cat.from_parser("vllm", source, built)
 
 
 def transformers() -> cat.Catalog:
-    from transformers.cli.transformers import app  # a click group (huggingface_hub's)
-
-    serve = app.commands["serve"]
     source = f"transformers {version('transformers')}: transformers serve (typer/click)"
-    return cat.from_click("transformers", source, serve)
+    return cat.from_click("transformers", source, parser("transformers"))
 
 
 def mlx() -> cat.Catalog:
-    parser = _parser_of("mlx_lm.server")
-    return cat.from_parser("mlx", f"mlx-lm {version('mlx-lm')}: mlx_lm.server main()", parser)
+    source = f"mlx-lm {version('mlx-lm')}: mlx_lm.server main()"
+    return cat.from_parser("mlx", source, parser("mlx"))
 
 
 def llama_cpp() -> cat.Catalog:
@@ -75,11 +88,14 @@ def _parser_of(module: str) -> argparse.ArgumentParser:
     def capture(self: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> Any:
         raise _Built(self)
 
+    real = argparse.ArgumentParser.parse_args
     argparse.ArgumentParser.parse_args = capture  # type: ignore[method-assign]
     try:
         importlib.import_module(module).main()
     except _Built as built:
         return built.parser
+    finally:
+        argparse.ArgumentParser.parse_args = real  # type: ignore[method-assign]
     raise SystemExit(f"{module}.main() returned without parsing arguments")
 
 

@@ -12,6 +12,8 @@ Pure: the generator side reads argparse objects already built; the reading side 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +44,7 @@ class Flag:
     boolean: BooleanStyle | None = None
     default_on: bool = False  # for switches: whether the engine's default is on
     list: bool = False
+    repeat: bool = False  # a list given as the flag once per item (argparse "append")
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -57,6 +60,8 @@ class Flag:
             out["default_on"] = self.default_on
         if self.list:
             out["list"] = True
+        if self.repeat:
+            out["repeat"] = True
         return out
 
     @classmethod
@@ -70,6 +75,7 @@ class Flag:
             boolean=doc.get("boolean"),
             default_on=bool(doc.get("default_on", False)),
             list=bool(doc.get("list", False)),
+            repeat=bool(doc.get("repeat", False)),
         )
 
 
@@ -130,7 +136,7 @@ def dumps(catalog: Catalog) -> str:
 # ----------------------------------------------------------------- from argparse parsers
 
 _SKIPPED_ACTIONS = (argparse._HelpAction, argparse._VersionAction)
-_PROBES = ("abc", '{"a": 1}', "0.5", "1")
+_PROBES = ("abc", "{}", "0.5", "1")
 
 
 def from_parser(engine: str, source: str, parser: argparse.ArgumentParser) -> Catalog:
@@ -157,31 +163,35 @@ def _flag(action: argparse.Action) -> Flag | None:
     choices = None
     if action.choices is not None:
         choices = tuple(sorted(str(c) for c in action.choices))
-    many = (
-        isinstance(action, argparse._AppendAction)
-        or action.nargs in ("+", "*")
-        or (isinstance(action.nargs, int) and action.nargs > 1)
-    )
-    return Flag(action.dest, options, _value_type(action.type), choices, None, False, many)
+    repeat = isinstance(action, argparse._AppendAction)
+    nargs = action.nargs in ("+", "*") or (isinstance(action.nargs, int) and action.nargs > 1)
+    kind = _value_type(action, nargs)
+    return Flag(action.dest, options, kind, choices, None, False, repeat or nargs, repeat)
 
 
-def _value_type(convert: Any) -> ValueType:
-    """What the parser's ``type=`` callable takes, found by trying it on samples."""
-    if convert is None or convert is str:
-        return "str"
-    if convert in (int, float, bool):
-        return "bool" if convert is bool else convert.__name__
+def _value_type(action: argparse.Action, many: bool) -> ValueType:
+    """What an option takes, found by trying its ``type=`` and its own action on samples."""
+    convert: Any = action.type
+    custom = type(action).__module__ != "argparse"  # may check the value when it stores it
+    plain: dict[Any, ValueType] = {None: "str", str: "str", int: "int", float: "float"}
+    if not custom and convert in plain:
+        return plain[convert]
     accepted: dict[str, Any] = {}
     for sample in _PROBES:
         try:
-            accepted[sample] = convert(sample)
-        except Exception:  # a refusal is what the probe is for
+            value = convert(sample) if callable(convert) else sample
+            if custom:
+                given = [value] if many else value
+                with contextlib.redirect_stderr(io.StringIO()):  # parser.error() prints
+                    action(argparse.ArgumentParser(), argparse.Namespace(), given, action.dest)
+            accepted[sample] = value
+        except (Exception, SystemExit):  # a refusal is what the probe is for
             continue
     if "abc" in accepted:
         return "str"
     if isinstance(accepted.get("1"), bool):
         return "bool"  # a str2bool-style value (``--x true``)
-    if isinstance(accepted.get('{"a": 1}'), dict):
+    if "{}" in accepted:
         return "json"
     if "0.5" in accepted:
         return "float"
@@ -219,4 +229,5 @@ def _click_flag(option: Any) -> Flag:
         None,
         False,
         bool(option.multiple or option.nargs != 1),
+        bool(option.multiple),
     )

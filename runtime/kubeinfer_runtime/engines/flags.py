@@ -30,7 +30,8 @@ def refuse_bad(engine: str, params: Mapping[str, Any]) -> None:
 def to_flags(engine: str, params: Mapping[str, Any]) -> list[str]:
     """Checked params as flags in sorted key order (same params, same command line).
 
-    None -> left out; lists -> the flag followed by each item; dicts -> one JSON argument
+    None -> left out; lists -> the flag followed by each item (or the flag before each item
+    where the parser appends: ``--middleware a --middleware b``); dicts -> one JSON argument
     (vLLM's ``--hf-overrides`` style); booleans as the flag's catalog entry says.
     """
     refuse_bad(engine, params)
@@ -44,6 +45,8 @@ def to_flags(engine: str, params: Mapping[str, Any]) -> list[str]:
             continue
         if isinstance(value, bool) and (flag is None or flag.boolean):
             argv += _switch(catalog, flag, option, value)
+        elif isinstance(value, list | tuple) and flag is not None and flag.repeat:
+            argv += [part for v in value for part in (option, _text(v))]
         elif isinstance(value, list | tuple):
             argv += [option, *(_text(v) for v in value)]
         elif isinstance(value, dict):

@@ -1,0 +1,144 @@
+"""The runtime's command lines, parsed by each engine's own parser; the catalogs are fresh.
+
+SGLang, vLLM and mlx_lm run in their parser overlays (``tests/parser_env.py``), transformers
+in this venv. Every catalog flag is given once (booleans both ways, lists, choices, the
+tensor-parallel size the operator adds), so a flag the runtime writes wrong fails here.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import parser_env
+import pytest
+
+from kubeinfer.params.catalog import Flag, catalog_file, load
+from kubeinfer.params.check import RESERVED_DESTS
+
+ENGINES = ["sglang", "vllm", "mlx", "transformers"]
+ROOT = Path(__file__).resolve().parents[2]
+HACK = ROOT / "hack" / "param_catalog.py"
+
+# Run in the overlay: build each command with the runtime, parse it with the engine's own
+# parser, and generate the catalog afresh (one import of the engine for all of it).
+PARSE = """
+import contextlib, importlib.util, io, json, sys
+spec = importlib.util.spec_from_file_location("param_catalog", sys.argv[1])
+hack = importlib.util.module_from_spec(spec); spec.loader.exec_module(hack)
+from kubeinfer.params.catalog import dumps
+from kubeinfer.runtime_config import RuntimeConfig
+from kubeinfer_runtime.engines import LAUNCHERS
+from kubeinfer_runtime.engines.flags import ParamError
+
+engine = sys.argv[2]
+parser = hack.parser(engine)
+skip = {"sglang": 3, "vllm": 2, "mlx": 1, "transformers": 2}[engine]  # the program's words
+out = []
+for params in json.loads(sys.argv[3]):
+    doc = {"engine": engine, "model": {"name": "tiny", "uri": "/m"}, "params": params}
+    try:
+        argv = LAUNCHERS[engine].command(RuntimeConfig.model_validate(doc), "/m")
+    except ParamError as err:
+        out.append({"refused": str(err)})
+        continue
+    flags = argv[skip:]
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            if engine == "transformers":
+                ns = parser.make_context("serve", list(flags)).params
+            else:
+                ns = vars(parser.parse_args(flags))
+    except SystemExit:
+        out.append({"rejected": err.getvalue().strip().splitlines()[-1]})
+        continue
+    out.append({"parsed": {k: str(v) for k, v in ns.items()}})
+print(json.dumps({"results": out, "catalog": dumps(hack.BUILDERS[engine]())}))
+"""
+
+# What the issue found by hand (SGLang 0.5.23), kept as named cases.
+SGLANG_CASES = [
+    {
+        "tensor_parallel_size": 2,  # what the operator adds
+        "mem_fraction_static": 0.8,
+        "context_length": 4096,
+        "trust_remote_code": True,
+        "chunked_prefill_size": 2048,
+        "disable_radix_cache": True,
+        "tool_call_parser": "qwen25",
+        "reasoning_parser": "qwen3",
+    },
+    {"enable_metrics": False, "trust_remote_code": False, "tp_size": 1},
+]
+# Options no sample value fits: --config reads a real YAML file at parse time; vLLM's
+# --lora-modules wants name=path or a JSON object of LoRAModulePath's fields.
+SKIP = {"vllm": {"config", "lora_modules"}, "sglang": {"config"}}
+SAMPLES: dict[str, object] = {"int": 1, "float": 0.5, "json": {}, "str": "x"}
+
+
+def sample(flag: Flag, on: bool) -> object:
+    """A value of the flag's kind; booleans as ``on`` says."""
+    if flag.boolean is not None or (flag.type == "bool" and not flag.choices):
+        return on
+    one = flag.choices[0] if flag.choices else SAMPLES.get(flag.type, "x")
+    return [one, one] if flag.list else one
+
+
+def every_flag(engine: str, on: bool) -> dict[str, object]:
+    catalog = load(engine)
+    assert catalog is not None
+    skipped = RESERVED_DESTS[engine] | SKIP.get(engine, set())
+    return {f.keys[0]: sample(f, on) for f in catalog.flags if f.dest not in skipped}
+
+
+@functools.cache
+def run_parser(engine: str) -> dict[str, Any]:
+    env = None if engine == "transformers" else parser_env.require(engine)
+    cases = [every_flag(engine, True), every_flag(engine, False)]
+    if engine == "sglang":
+        cases += SGLANG_CASES
+    done = subprocess.run(
+        [sys.executable, "-c", PARSE, str(HACK), engine, json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def test_sglang_parses_the_issues_command_lines() -> None:
+    first, second = run_parser("sglang")["results"][2:]
+    assert "parsed" in first, first
+    assert first["parsed"]["tp_size"] == "2" and first["parsed"]["trust_remote_code"] == "True"
+    assert first["parsed"]["enable_metrics"] == "True"  # the runtime turns /metrics on
+    assert "parsed" in second, second  # false: left out, not --no-enable-metrics
+    assert second["parsed"]["enable_metrics"] == "False"
+    assert second["parsed"]["trust_remote_code"] == "False"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_every_catalog_flag_parses_both_ways(engine: str) -> None:
+    on, off = run_parser(engine)["results"][:2]
+    assert "parsed" in on, str(on)[:3000]
+    assert "parsed" in off, str(off)[:3000]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_catalog_is_fresh(engine: str) -> None:
+    shipped = ROOT / "operator/kubeinfer/params/data" / catalog_file(engine)
+    assert run_parser(engine)["catalog"] == shipped.read_text(), "stale: run `make catalogs`"
+
+
+def test_llama_cpp_catalog_is_fresh() -> None:
+    done = subprocess.run(
+        [sys.executable, str(HACK), "llama.cpp", "--check"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
