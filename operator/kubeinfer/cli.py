@@ -8,8 +8,8 @@ Nodes come from --nodes FILE, or else from the cluster: --kubeconfig PATH, $KUBE
 ~/.kube/config, the current context (as kubectl). `-f -` reads the manifest from stdin.
 
 Exit codes: 0 done, 1 the API server cannot be reached (one line says why), 2 invalid input
-(the message names the field), 3 no engine can run the model anywhere in the cluster (the
-output says why).
+(the message names the field; for explain also engineParams the engine's parser refuses),
+3 no engine can run the model anywhere in the cluster (the output says why).
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from kubeinfer.api.problems import describe
 from kubeinfer.api.v1alpha1 import KIND, ModelDeployment, Toleration
 from kubeinfer.decide import Decision, decide
 from kubeinfer.nodes import node_facts
+from kubeinfer.params.check import Problem
+from kubeinfer.params.check import describe as describe_params
+from kubeinfer.params.check import problems as param_problems
 from kubeinfer.render import ImageSettings, children, endpoint_url
 
 EXIT_UNREACHABLE = 1
@@ -126,13 +129,20 @@ def _add_decision_inputs(parser: argparse.ArgumentParser) -> None:
 
 def _explain(args: argparse.Namespace, out: TextIO) -> int:
     md, decision = _decide(args)
+    bad = _param_problems(decision)
     if args.output == "json":
         document = decision.to_json()
         document["endpoint"] = endpoint_url(md) if decision.engine else None
+        document["paramProblems"] = [str(p) for p in bad]
         json.dump(document, out, indent=2, sort_keys=False)
         out.write("\n")
     else:
         out.write(format_table(md, decision))
+        if bad:
+            out.write("\nPARAMETER PROBLEMS (the operator refuses this spec: InvalidSpec)\n")
+            out.write(describe_params(bad) + "\n")
+    if bad:
+        return EXIT_INVALID
     return 0 if decision.engine else EXIT_NO_ENGINE
 
 
@@ -141,6 +151,9 @@ def _render(args: argparse.Namespace, out: TextIO) -> int:
     if decision.engine is None:
         print(f"no engine can run {md.metadata.name}: {decision.reason}", file=sys.stderr)
         return EXIT_NO_ENGINE
+    bad = _param_problems(decision)
+    if bad:
+        raise InputError(f"{args.filename}: invalid engineParams:\n{describe_params(bad)}")
     yaml.safe_dump_all(children(md, decision, ImageSettings()), out, sort_keys=True)
     return 0
 
@@ -187,6 +200,13 @@ def _decide(args: argparse.Namespace) -> tuple[ModelDeployment, Decision]:
     facts = [node_facts(node) for node in nodes]
     keep = md.status.engine if md.status else None
     return md, decide(md.spec, facts, keep_engine=keep)
+
+
+def _param_problems(decision: Decision) -> list[Problem]:
+    """What the operator would refuse in the decided engine's params (see kubeinfer.params)."""
+    if decision.engine is None:
+        return []
+    return param_problems(decision.engine, decision.engine_params)
 
 
 def _read_documents(path: Path) -> list[Any]:

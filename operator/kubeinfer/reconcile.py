@@ -25,6 +25,8 @@ from kubeinfer.decide import decide_for_classes, fingerprint
 from kubeinfer.drift import Action, ChildState, child_state, plan_child
 from kubeinfer.kube import Kube, api_message
 from kubeinfer.nodes import NodeClass
+from kubeinfer.params.check import describe as describe_params
+from kubeinfer.params.check import problems as param_problems
 from kubeinfer.render import ImageSettings, children
 from kubeinfer.render.children import POD_TEMPLATE_HASH
 from kubeinfer.status import (
@@ -79,6 +81,11 @@ def reconcile(
     decided_for = fingerprint(md.spec)
     kept = previous.engine if previous and previous.decided_for == decided_for else None
     decision = decide_for_classes(md.spec, classes, keep_engine=kept)
+    bad = param_problems(decision.engine, decision.engine_params) if decision.engine else []
+    if bad:
+        # The engine would exit at start: refuse before creating or changing anything.
+        status = _invalid_status(body, previous, describe_params(bad), now)
+        return _write(kube, meta, previous, status, applied=False)
     desired_hash = None
     applied, problem = False, None
     if decision.engine is not None:
