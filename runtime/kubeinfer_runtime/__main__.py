@@ -11,7 +11,10 @@ from .logs import setup_logging
 
 def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
-    return app.run(cli.parse(argv))
+    invocation = cli.invocation(argv)
+    if invocation.print_command:
+        return app.print_command(invocation.config, sys.stdout)
+    return app.run(invocation.config)
 
 
 if __name__ == "__main__":

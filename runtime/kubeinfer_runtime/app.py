@@ -6,6 +6,9 @@ downloads; the termination message carries the reason either way.
 
 from __future__ import annotations
 
+import json
+from typing import TextIO
+
 from kubeinfer.runtime_config import RuntimeConfig
 
 from .engines import LAUNCHERS
@@ -13,7 +16,7 @@ from .engines.flags import ParamError
 from .engines.runner import RunContext
 from .logs import get_logger
 from .metrics import RuntimeMetrics
-from .model_source import ModelSourceError, resolve
+from .model_source import ModelSourceError, local_path, resolve
 from .readiness import local_url
 from .termination import write_termination_message
 from .watch import EngineWatcher
@@ -57,6 +60,20 @@ def run(config: RuntimeConfig) -> int:
         return launcher.run(config, model_path, ctx)
     except ParamError as err:
         return _fail(config, EXIT_CONFIG, str(err), "fix spec.engineParams or spec.model")
+
+
+def print_command(config: RuntimeConfig, out: TextIO) -> int:
+    """Print what ``run`` would start as one JSON line; start, fetch and write nothing."""
+    try:
+        shown = LAUNCHERS[config.engine].show(config, local_path(config.model))
+    except ParamError as err:
+        log.error("%s — fix spec.engineParams", err)
+        return EXIT_CONFIG
+    except ModelSourceError as err:
+        log.error("%s — fix spec.model", err)
+        return EXIT_MODEL
+    out.write(json.dumps(shown) + "\n")
+    return 0
 
 
 def _fail(config: RuntimeConfig, code: int, what: str, remedy: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="engine parameter, repeatable; values parse as JSON scalars when they can",
     )
     p.add_argument("--termination-message-path", default=None)
+    p.add_argument(
+        "--print-command",
+        action="store_true",
+        help="print the engine command as one JSON list (llama.cpp: its CommonParams fields "
+        "as one JSON object) and exit, starting and fetching nothing",
+    )
     return p
 
 
@@ -106,11 +113,21 @@ def _overrides(doc: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def parse(argv: Sequence[str] | None = None) -> RuntimeConfig:
+@dataclass(frozen=True)
+class Invocation:
+    config: RuntimeConfig
+    print_command: bool = False
+
+
+def invocation(argv: Sequence[str] | None = None) -> Invocation:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return config_from_args(args)
+        return Invocation(config_from_args(args), args.print_command)
     except ConfigError as err:
         parser.error(str(err))
         raise  # unreachable: parser.error exits
+
+
+def parse(argv: Sequence[str] | None = None) -> RuntimeConfig:
+    return invocation(argv).config

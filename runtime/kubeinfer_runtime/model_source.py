@@ -54,21 +54,30 @@ def pvc_path(uri: str, file: str | None = None, root: str = PVC_MOUNT_ROOT) -> P
     return path / file if file else path
 
 
-def resolve(source: ModelSource, metrics: RuntimeMetrics, pvc_root: str = PVC_MOUNT_ROOT) -> Path:
-    """The local path of the model, fetching it first for hub URIs."""
+def local_path(source: ModelSource, pvc_root: str = PVC_MOUNT_ROOT) -> Path:
+    """Where the model is, or will be once fetched (no I/O)."""
     uri = source.uri
     if uri.startswith("hf://"):
-        return fetch_from_hub(parse_hf_uri(uri, source.file), Path(source.cache_dir), metrics)
+        ref = parse_hf_uri(uri, source.file)
+        local_dir = Path(source.cache_dir) / ref.repo_id
+        return local_dir / ref.filename if ref.filename else local_dir
     if uri.startswith("pvc://"):
-        path = pvc_path(uri, source.file, pvc_root)
-    elif uri.startswith("/"):
-        path = Path(uri) / source.file if source.file else Path(uri)
-    else:
-        raise ModelSourceError(
-            f"model uri {uri!r} is not hf://org/repo[/file], pvc://claim/path or an absolute path"
-        )
+        return pvc_path(uri, source.file, pvc_root)
+    if uri.startswith("/"):
+        return Path(uri) / source.file if source.file else Path(uri)
+    raise ModelSourceError(
+        f"model uri {uri!r} is not hf://org/repo[/file], pvc://claim/path or an absolute path"
+    )
+
+
+def resolve(source: ModelSource, metrics: RuntimeMetrics, pvc_root: str = PVC_MOUNT_ROOT) -> Path:
+    """The local path of the model, fetching it first for hub URIs."""
+    if source.uri.startswith("hf://"):
+        ref = parse_hf_uri(source.uri, source.file)
+        return fetch_from_hub(ref, Path(source.cache_dir), metrics)
+    path = local_path(source, pvc_root)
     if not path.exists():
-        raise ModelSourceError(f"model path {path} does not exist (from {uri!r})")
+        raise ModelSourceError(f"model path {path} does not exist (from {source.uri!r})")
     return path
 
 

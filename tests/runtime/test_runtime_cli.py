@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -93,3 +97,50 @@ def test_invalid_document_names_the_field(
     with pytest.raises(SystemExit):
         cli.parse(["--config", str(path)])
     assert "model.name" in capsys.readouterr().err
+
+
+def print_command(*argv: str) -> tuple[int, Any, str]:
+    """``kubeinfer-runtime ARGV --print-command`` as a pod or a user would run it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "kubeinfer_runtime", *argv, "--print-command"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    out = done.stdout
+    return done.returncode, json.loads(out) if done.returncode == 0 else out, done.stderr
+
+
+def test_print_command_prints_the_engine_argv_and_starts_nothing() -> None:
+    code, argv, _ = print_command(
+        *["--engine", "sglang", "--model", "hf://org/repo", "--name", "m"],
+        *["--param", "tp_size=2", "--param", "trust_remote_code=false"],
+    )
+    assert code == 0
+    assert argv[1:5] == ["-m", "sglang.launch_server", "--model-path", "/models/org/repo"]
+    assert argv[-3:] == ["--enable-metrics", "--tp-size", "2"]  # false: left out
+
+
+def test_print_command_for_llama_cpp_prints_its_fields() -> None:
+    code, fields, _ = print_command(
+        "--engine", "llama.cpp", "--model", "/nowhere/m.gguf", "--param", "n_ctx=512"
+    )
+    assert code == 0
+    assert fields["n_ctx"] == 512 and fields["model.path"] == "/nowhere/m.gguf"
+    assert fields["model_alias"] == ["m"] and fields["endpoint_metrics"] is True
+
+
+def test_print_command_with_a_bad_param_exits_2_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "runtime.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "engine": "vllm",
+                "model": {"name": "m", "uri": "/m"},
+                "params": {"served_model_name": "x"},
+            }
+        )
+    )
+    code, out, err = print_command("--config", str(path))
+    assert code == 2 and out == ""
+    assert "served_model_name" in err

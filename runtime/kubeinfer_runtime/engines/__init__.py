@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kubeinfer.runtime_config import RuntimeConfig
 
@@ -27,6 +28,12 @@ class Launcher:
             llama_cpp.check(config)
         else:
             self.command(config, "MODEL")
+
+    def show(self, config: RuntimeConfig, model_path: Path) -> list[str] | dict[str, Any]:
+        """What would start, without starting it: the argv, or llama.cpp's fields."""
+        if self.command is None:
+            return llama_cpp.fields(config, model_path)
+        return self.command(config, str(model_path))
 
     def run(self, config: RuntimeConfig, model_path: Path, ctx: RunContext) -> int:
         if self.command is None:

@@ -31,6 +31,22 @@ def check(config: RuntimeConfig) -> None:
     apply_params(xllamacpp.CommonParams(), config.params)
 
 
+def fields(config: RuntimeConfig, model_file: Path) -> dict[str, Any]:
+    """The CommonParams fields a start sets, checked, without reading the model.
+
+    ``n_gpu_layers``, when not given, is decided at start from the GGUF and the GPUs.
+    """
+    check(config)
+    return {
+        **config.params,
+        "model.path": str(model_file),
+        "model_alias": [config.model.name],
+        "hostnames": [config.server.host],
+        "port": config.server.port,
+        "endpoint_metrics": True,
+    }
+
+
 def build_params(config: RuntimeConfig, model_file: Path) -> Any:
     import xllamacpp
 
