@@ -37,6 +37,8 @@ MINIMUM_REPLICAS_AVAILABLE = "MinimumReplicasAvailable"
 REPLICAS_UNAVAILABLE = "ReplicasUnavailable"
 SCALED_TO_ZERO = "ScaledToZero"
 ENGINE_FAILED = "EngineFailed"
+# The runtime could not fetch the model (hub refusal, bad revision, full disk).
+MODEL_FETCH_FAILED = "ModelFetchFailed"
 AS_EXPECTED = "AsExpected"
 # A child's name is held by an object this ModelDeployment does not control.
 NAME_CONFLICT = "NameConflict"

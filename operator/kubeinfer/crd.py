@@ -96,6 +96,27 @@ def _quantity_rule(maximum: str, message: str) -> dict[str, str]:
     }
 
 
+_RESERVED = ", ".join(f"'{name}'" for name in api.RESERVED_ENV)
+_ENV_RULES = [
+    {"rule": "has(self.value) != has(self.valueFrom)", "message": api.ENV_SOURCE_MESSAGE},
+    {
+        "rule": f"!(self.name in [{_RESERVED}])",
+        "message": api.RESERVED_ENV_MESSAGE,
+        "fieldPath": ".name",
+        "reason": "FieldValueForbidden",
+    },
+    {
+        "rule": f"!has(self.value) || !self.name.matches('{api.SECRET_ENV_NAME}')",
+        "message": api.SECRET_ENV_MESSAGE,
+        "fieldPath": ".value",
+        "reason": "FieldValueForbidden",
+    },
+]
+_ENV_FROM_RULES = [
+    {"rule": "has(self.secretRef) != has(self.configMapRef)", "message": api.ENV_FROM_MESSAGE}
+]
+
+
 def _spec_rules() -> dict[tuple[str, ...], list[dict[str, str]]]:
     return {
         ("model",): [_GGUF_FILE_RULE],
@@ -104,6 +125,8 @@ def _spec_rules() -> dict[tuple[str, ...], list[dict[str, str]]]:
         ("resources", "cpu"): [_quantity_rule(api.CPU_MAX, api.CPU_MESSAGE)],
         ("resources", "memory"): [_quantity_rule(api.MEMORY_MAX, api.MEMORY_MESSAGE)],
         ("tolerations", "[]"): _TOLERATION_RULES,
+        ("env", "[]"): _ENV_RULES,
+        ("envFrom", "[]"): _ENV_FROM_RULES,
         (): [_engine_format_rule(engine) for engine in api.ENGINE_FORMATS],
     }
 
@@ -177,6 +200,10 @@ def spec_schema() -> dict[str, Any]:
     _attach_rules(schema, _spec_rules())
     # engineParams values are free-form JSON, which CEL cannot type (the apiserver refuses any
     # rule there): their number is bounded here, their size when the operator parses the spec.
+    # Two variables of one name: the apiserver refuses them (and server-side apply needs that).
+    env = schema["properties"]["env"]
+    env["x-kubernetes-list-type"] = "map"
+    env["x-kubernetes-list-map-keys"] = ["name"]
     return schema
 
 

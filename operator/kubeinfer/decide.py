@@ -106,8 +106,9 @@ _LATER_FIELDS = ("nodeSelector", "tolerations")
 
 
 def fingerprint(spec: ModelDeploymentSpec) -> str:
-    """A digest of what the decision reads from the spec: everything but the replica count."""
-    inputs = spec.model_dump(mode="json", by_alias=True, exclude={"replicas"})
+    """A digest of what the decision reads from the spec: everything but the replica count
+    and the runtime's environment."""
+    inputs = spec.model_dump(mode="json", by_alias=True, exclude={"replicas", "env", "env_from"})
     for name in _LATER_FIELDS:
         if not inputs[name]:
             del inputs[name]

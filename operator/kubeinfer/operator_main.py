@@ -7,6 +7,7 @@ import logging
 import kopf
 
 from kubeinfer import handlers  # noqa: F401  (importing registers the kopf handlers)
+from kubeinfer.redact import RedactingFilter
 from kubeinfer.render import ImageSettings
 
 
@@ -35,6 +36,7 @@ def run_operator(
     kopf.configure(log_format=kopf.LogFormat.PLAIN)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_QuietWatchHandlers())
+        handler.addFilter(RedactingFilter())
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,

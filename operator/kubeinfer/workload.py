@@ -19,6 +19,8 @@ from kubeinfer.api.v1alpha1 import Condition, ConditionStatus
 from kubeinfer.render.children import POD_TEMPLATE_HASH
 
 _OOM_REMEDY = "raise spec.resources.memory, or lower the context length (n_ctx / max_model_len)"
+# How the runtime's termination message starts when the model could not be fetched.
+FETCH_FAILURE_PREFIX = "cannot fetch "
 
 # Container waiting reasons that mean the runtime keeps failing, not that it is starting.
 _FAILING_WAIT_REASONS = frozenset(
@@ -203,10 +205,11 @@ def _progressing(
 def _degraded(current: list[PodSummary], generation: int | None, now: datetime) -> Condition:
     failing = next((p for p in current if p.failure), None)
     if failing:
+        fetch = (failing.failure or "").startswith(FETCH_FAILURE_PREFIX)
         return cond.condition(
             cond.DEGRADED,
             "True",
-            cond.ENGINE_FAILED,
+            cond.MODEL_FETCH_FAILED if fetch else cond.ENGINE_FAILED,
             f"pod {failing.name}: {failing.failure}",
             generation=generation,
             now=now,

@@ -2,7 +2,7 @@
 
 The runtime's own records go to a private duplicate of stderr, so that when the engine
 runs in-process (llama.cpp) and fd 2 is redirected into the diagnosis pipe, the runtime
-never reads, or diagnoses, its own lines.
+never reads, or diagnoses, its own lines. Credentials are masked in every record.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+
+from kubeinfer.redact import RedactingFilter
 
 LOGGER_NAME = "kubeinfer_runtime"
 
@@ -20,6 +22,7 @@ def setup_logging(level: int = logging.INFO) -> None:
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s kubeinfer-runtime: %(message)s")
     )
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger(LOGGER_NAME)
     root.handlers[:] = [handler]
     root.setLevel(level)

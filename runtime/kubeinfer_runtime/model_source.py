@@ -1,18 +1,27 @@
 """Where the model comes from: a path in the container, a PVC, or the Hugging Face hub.
 
-``hf://org/repo[/file]`` is fetched into ``cacheDir/org/repo`` before the engine starts.
-Downloads resume (huggingface_hub keeps partial files under ``local_dir/.cache``), show
-progress in the log, and a completed fetch leaves a marker so that a restarted pod can
-start from the volume while the hub is down. Without the marker an unreachable hub is a
-clear error, never a silent start from a half-filled folder (``snapshot_download`` falls
-back to whatever ``local_dir`` holds when the hub cannot be reached).
+``hf://org/repo[@revision][/file]`` is fetched into ``cacheDir/org/repo[@revision]`` before
+the engine starts, with the credentials of the pod's environment (``HF_TOKEN``, which
+huggingface_hub reads; ``HF_ENDPOINT`` for a mirror). A dropped connection resumes where it
+stopped (huggingface_hub, within one download; since 2.x a new process starts a partial file
+again), transient errors are retried with backoff, files already complete on the volume are
+not fetched again, and progress goes to the log every few seconds. A completed fetch leaves
+a marker so that a restarted pod can start from the volume while the hub is down; without
+it an unreachable hub is a clear error, never a silent start from a half-filled folder. The
+hub's refusals (no token for a gated repo, no such repo, revision or file) and a full disk
+each get a message that says what to change.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar, cast
 
 from kubeinfer.runtime_config import PVC_MOUNT_ROOT, ModelSource
 
@@ -22,6 +31,11 @@ from .metrics import RuntimeMetrics
 log = get_logger("model")
 
 MARKER_DIR = ".kubeinfer"  # completion markers, beside huggingface_hub's own .cache
+# Waits before each retry of a transient hub error (connection, timeout, 429, 5xx).
+RETRY_DELAYS: tuple[float, ...] = (1, 2, 4, 8, 16, 30)
+PROGRESS_SECONDS = 5.0  # at most one progress line this often
+_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+T = TypeVar("T")
 
 
 class ModelSourceError(RuntimeError):
@@ -32,17 +46,30 @@ class ModelSourceError(RuntimeError):
 class HubRef:
     repo_id: str
     filename: str | None
+    revision: str | None = None  # a branch, tag or commit; None: the repo's default branch
+
+    @property
+    def folder(self) -> str:
+        """Where it goes under the cache directory: one folder per repo and revision."""
+        return f"{self.repo_id}@{self.revision}" if self.revision else self.repo_id
+
+    def uri(self) -> str:
+        return f"hf://{self.folder}{'/' + self.filename if self.filename else ''}"
 
 
 def parse_hf_uri(uri: str, file: str | None = None) -> HubRef:
-    """``hf://org/repo[/path/in/repo]``; ``file`` names the file when the URI does not."""
+    """``hf://org/repo[@revision][/path/in/repo]``; ``file`` names the file when the URI does
+    not."""
     parts = [p for p in uri.removeprefix("hf://").split("/") if p]
     if len(parts) < 2:
-        raise ModelSourceError(f"model uri {uri!r} must be hf://org/repo[/file]")
+        raise ModelSourceError(f"model uri {uri!r} must be hf://org/repo[@revision][/file]")
+    repo, _, revision = parts[1].partition("@")
+    if not repo or (_ and not revision):
+        raise ModelSourceError(f"model uri {uri!r} must be hf://org/repo[@revision][/file]")
     in_uri = "/".join(parts[2:]) or None
     if in_uri and file and in_uri != file:
         raise ModelSourceError(f"model uri {uri!r} names a file and model.file says {file!r}")
-    return HubRef(f"{parts[0]}/{parts[1]}", in_uri or file)
+    return HubRef(f"{parts[0]}/{repo}", in_uri or file, revision or None)
 
 
 def pvc_path(uri: str, file: str | None = None, root: str = PVC_MOUNT_ROOT) -> Path:
@@ -59,7 +86,7 @@ def local_path(source: ModelSource, pvc_root: str = PVC_MOUNT_ROOT) -> Path:
     uri = source.uri
     if uri.startswith("hf://"):
         ref = parse_hf_uri(uri, source.file)
-        local_dir = Path(source.cache_dir) / ref.repo_id
+        local_dir = Path(source.cache_dir) / ref.folder
         return local_dir / ref.filename if ref.filename else local_dir
     if uri.startswith("pvc://"):
         return pvc_path(uri, source.file, pvc_root)
@@ -81,50 +108,189 @@ def resolve(source: ModelSource, metrics: RuntimeMetrics, pvc_root: str = PVC_MO
     return path
 
 
-def _hub_error(ref: HubRef) -> str | None:
-    """Why the hub cannot serve ``ref`` right now, or None when it can."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
+def hub_endpoint() -> str:
+    """HF_ENDPOINT as the pod has it now (huggingface_hub reads it once, at import)."""
+    from huggingface_hub import constants
 
-    try:
-        HfApi().repo_info(ref.repo_id, timeout=10)
-    except HfHubHTTPError as err:
-        return f"the hub refused {ref.repo_id}: {err}"
-    except Exception as err:
-        return f"the hub cannot be reached: {err}"
-    return None
+    return os.environ.get("HF_ENDPOINT", constants.ENDPOINT).rstrip("/")
 
 
 def fetch_from_hub(ref: HubRef, cache_dir: Path, metrics: RuntimeMetrics) -> Path:
-    from huggingface_hub import constants, hf_hub_download, snapshot_download
-
-    local_dir = cache_dir / ref.repo_id
+    local_dir = cache_dir / ref.folder
     marker = local_dir / MARKER_DIR / f"{ref.filename or 'snapshot'}.complete"
     target = local_dir / ref.filename if ref.filename else local_dir
-    problem = _hub_error(ref)
-    if problem is not None:
+    where = f"cannot fetch {ref.uri()} from {hub_endpoint()}"
+    try:
+        files = _with_retries(lambda: _files(ref))
+    except _Unreachable as err:
         if marker.exists():
-            log.warning("%s; using the copy fetched earlier in %s", problem, target)
+            log.warning("%s; using the copy fetched earlier in %s", err, target)
             return target
         raise ModelSourceError(
-            f"cannot fetch hf://{ref.repo_id}{'/' + ref.filename if ref.filename else ''} "
-            f"from {constants.ENDPOINT}: {problem}. Check the pod's egress, proxy or HF_TOKEN, "
-            f"or put the model on a volume and use pvc://claim/path"
-        )
+            f"{where}: the hub cannot be reached ({err}) — check the pod's egress, proxy or "
+            "HF_ENDPOINT, or put the model on a volume and use pvc://claim/path"
+        ) from err
+    except Exception as err:
+        raise ModelSourceError(f"{where}: {_refusal(ref, err)}") from err
+    total = sum(size for _, size in files)
     before = _size(target)
     start = time.monotonic()
-    log.info("fetching hf://%s/%s into %s", ref.repo_id, ref.filename or "", local_dir)
-    if ref.filename:
-        path = Path(hf_hub_download(ref.repo_id, ref.filename, local_dir=local_dir))
-    else:
-        path = Path(snapshot_download(ref.repo_id, local_dir=local_dir))
-    fetched = max(_size(path) - before, 0)
+    progress = _Progress(ref.uri(), total)
+    log.info(
+        "fetching %s (%d files, %.1f MiB) into %s", ref.uri(), len(files), total / 2**20, local_dir
+    )
+    try:
+        for name, _ in files:
+            _with_retries(partial(_download, ref, name, local_dir, progress))
+    except Exception as err:
+        raise ModelSourceError(f"{where}: {_refusal(ref, err)}") from err
+    fetched = max(_size(target) - before, 0)
     metrics.fetch_bytes.inc(fetched)
     metrics.fetch_seconds.set(time.monotonic() - start)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
     log.info("fetched %.1f MiB in %.1f s", fetched / 2**20, time.monotonic() - start)
-    return path
+    return target
+
+
+def _files(ref: HubRef) -> list[tuple[str, int]]:
+    """(path in the repo, size) of what to fetch; raises the hub's error when it refuses."""
+    from huggingface_hub import HfApi
+
+    info = HfApi(endpoint=hub_endpoint()).model_info(
+        ref.repo_id, revision=ref.revision, files_metadata=True, timeout=10
+    )
+    siblings = {s.rfilename: s.size or 0 for s in info.siblings or ()}
+    if ref.filename:
+        if ref.filename not in siblings:
+            raise FileNotFoundError(ref.filename)
+        return [(ref.filename, siblings[ref.filename])]
+    return sorted(siblings.items())
+
+
+def _download(ref: HubRef, name: str, local_dir: Path, progress: _Progress) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    return Path(
+        hf_hub_download(
+            ref.repo_id,
+            name,
+            revision=ref.revision,
+            local_dir=local_dir,
+            endpoint=hub_endpoint(),
+            tqdm_class=cast(Any, progress.bar),
+        )
+    )
+
+
+class _Unreachable(Exception):
+    """The hub could not be reached after every retry."""
+
+
+def _transient(err: BaseException) -> bool:
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    if isinstance(err, HfHubHTTPError) and err.response is not None:
+        return err.response.status_code in _TRANSIENT_STATUS
+    # huggingface_hub reports a failed connection as "not in the local cache".
+    return isinstance(err, httpx2.TransportError | LocalEntryNotFoundError | TimeoutError)
+
+
+def _with_retries(call: Callable[[], T]) -> T:
+    for attempt, delay in enumerate((*RETRY_DELAYS, None), start=1):
+        try:
+            return call()
+        except Exception as err:
+            if not _transient(err):
+                raise
+            if delay is None:
+                raise _Unreachable(str(err) or type(err).__name__) from err
+            log.warning("hub error (attempt %d): %s; retrying in %.0f s", attempt, err, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _refusal(ref: HubRef, err: BaseException) -> str:
+    """Why the hub (or the disk) refused, and what to change."""
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    token = "HF_TOKEN is set" if os.environ.get("HF_TOKEN") else "no HF_TOKEN is set"
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return (
+            "the model volume is full (no space left on device) — raise spec.model.cache.size "
+            "or free the volume"
+        )
+    if isinstance(err, GatedRepoError):
+        return (
+            f"{ref.repo_id} is gated and {token} — put a token allowed to read it in a Secret "
+            "and pass it as HF_TOKEN (spec.env[].valueFrom.secretKeyRef)"
+        )
+    if isinstance(err, RevisionNotFoundError):
+        return f"{ref.repo_id} has no revision {ref.revision!r} — fix @revision in spec.model.uri"
+    if isinstance(err, RepositoryNotFoundError):
+        return (
+            f"no repo {ref.repo_id} (or it is private and {token}) — fix spec.model.uri, or "
+            "pass a token allowed to read it as HF_TOKEN from a Secret"
+        )
+    if isinstance(err, EntryNotFoundError | FileNotFoundError):
+        return f"{ref.folder} has no file {ref.filename!r} — fix spec.model.file"
+    if isinstance(err, HfHubHTTPError) and err.response is not None:
+        status = err.response.status_code
+        if status in (401, 403):
+            return f"the hub refused access ({status}) and {token} — check HF_TOKEN"
+        return f"the hub answered {status}: {err}"
+    if isinstance(err, _Unreachable):
+        return f"the hub cannot be reached ({err}) — check the pod's egress, proxy or HF_ENDPOINT"
+    return f"{type(err).__name__}: {err}"
+
+
+class _Progress:
+    """Bytes fetched across the files of one fetch, logged every PROGRESS_SECONDS."""
+
+    def __init__(self, what: str, total: int) -> None:
+        self.what, self.total, self.done = what, total, 0
+        self.last = time.monotonic()
+
+    def add(self, count: int) -> None:
+        self.done += count
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_SECONDS:
+            self.last = now
+            share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
+            log.info(
+                "fetching %s: %.1f/%.1f MiB%s",
+                self.what,
+                self.done / 2**20,
+                self.total / 2**20,
+                share,
+            )
+
+    def bar(self, *, initial: int = 0, **_: Any) -> _Bar:
+        """What huggingface_hub calls in place of a tqdm class (a resumed file starts at
+        ``initial``)."""
+        self.add(initial)
+        return _Bar(self)
+
+
+class _Bar:
+    def __init__(self, progress: _Progress) -> None:
+        self.progress = progress
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def update(self, count: int) -> None:
+        self.progress.add(count)
 
 
 def _size(path: Path) -> int:

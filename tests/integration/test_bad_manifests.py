@@ -88,6 +88,9 @@ CASES: list[tuple[str, Any, str]] = [
             "/models/../etc/shadow",
             "/..",
             "hf://org/" + "r" * 2048,
+            "hf://org/repo@",
+            "hf://org/repo@-x",
+            "hf://org/repo@a@b",
         )
     ],
     # model.file: relative, no '..'
@@ -148,6 +151,29 @@ CASES: list[tuple[str, Any, str]] = [
         )
     ],
     _case("spec.tolerations", [{"key": f"k{i}"} for i in range(33)], "spec.tolerations"),
+    # env: core/v1's shape, no credential as a literal, kubeinfer's own variables kept
+    *[
+        _case("spec.env", v, "spec.env")
+        for v in (
+            [{"name": "HF_TOKEN", "value": "hf_abcdefghijklmnopqrstuvwxyz"}],
+            [{"name": "my_api_key", "value": "x"}],
+            [{"name": "HOME", "value": "/root"}],
+            [{"name": "A"}],
+            [{"name": "A", "value": "1", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}],
+            [{"name": "1A=", "value": "1"}],
+            [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "Bad_Name", "key": "k"}}}],
+            [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}],
+            [{"name": f"V{i}", "value": "1"} for i in range(65)],
+        )
+    ],
+    *[
+        _case("spec.envFrom", v, "spec.envFrom")
+        for v in (
+            [{}],
+            [{"secretRef": {"name": "a"}, "configMapRef": {"name": "b"}}],
+            [{"secretRef": {"name": "UPPER"}}],
+        )
+    ],
     # unknown fields are refused, not silently dropped
     _case("spec.replica", 2, "spec.replica"),
     _case("spec.model.formats", "gguf", "spec.model.formats"),

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hub_server import Hub, Repo, serve
 
 from kubeinfer.runtime_config import ModelSource
 from kubeinfer_runtime.metrics import RuntimeMetrics
@@ -50,8 +54,15 @@ def test_local_and_pvc_paths_resolve_when_present(tmp_path: Path) -> None:
         resolve(ModelSource(name="m", uri="s3://bucket/m"), metrics)
 
 
-def test_unreachable_hub_is_a_clear_error(tmp_path: Path) -> None:
-    # No hub can be reached from this machine: this is the real failure a pod would see.
+def test_unreachable_hub_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from kubeinfer_runtime import model_source
+
+    # No hub can be reached from this machine: this is the real failure a pod would see
+    # (after the retries, here without their waits).
+    monkeypatch.setattr(time, "sleep", lambda _: None)
+    monkeypatch.setattr(model_source, "RETRY_DELAYS", (0.01,))
     source = ModelSource(
         name="m", uri="hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF/q2_k.gguf", cacheDir=str(tmp_path)
     )
@@ -59,13 +70,139 @@ def test_unreachable_hub_is_a_clear_error(tmp_path: Path) -> None:
         resolve(source, RuntimeMetrics())
     message = str(exc.value)
     assert "cannot fetch hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF/q2_k.gguf" in message
+    assert "the hub cannot be reached" in message
     assert "pvc://" in message
 
 
-def test_a_completed_fetch_survives_a_hub_outage(tmp_path: Path) -> None:
+def test_a_completed_fetch_survives_a_hub_outage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    monkeypatch.setattr(time, "sleep", lambda _: None)
     repo = tmp_path / "org" / "repo"
     (repo / ".kubeinfer").mkdir(parents=True)
     (repo / "m.gguf").write_bytes(b"GGUF")
     (repo / ".kubeinfer" / "m.gguf.complete").touch()
     source = ModelSource(name="m", uri="hf://org/repo/m.gguf", cacheDir=str(tmp_path))
     assert resolve(source, RuntimeMetrics()) == repo / "m.gguf"
+
+
+# --- the hub, played by tests/hub_server.py -----------------------------------------------
+
+TOKEN = "hf_" + "Tq7" * 12  # the shape of a real token, so redaction sees it as one
+
+
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]:
+    from kubeinfer_runtime import model_source
+
+    repo = tmp_path / "repo"
+    (repo / "sub").mkdir(parents=True)
+    (repo / "m.gguf").write_bytes(b"G" * 300_000)
+    (repo / "config.json").write_text("{}")
+    (repo / "sub" / "tokenizer.json").write_text('{"v": 1}')
+    repos = {
+        "org/open": Repo(repo, revisions=("main", "v1")),
+        "org/gated": Repo(repo, gated=True),
+    }
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no token stored anywhere
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(model_source, "RETRY_DELAYS", (0.01, 0.01))
+    with serve(repos, TOKEN) as running:
+        monkeypatch.setenv("HF_ENDPOINT", running.url)
+        yield running
+
+
+def fetch(uri: str, cache: Path, file: str | None = None) -> Path:
+    return resolve(ModelSource(name="m", uri=uri, file=file, cacheDir=str(cache)), RuntimeMetrics())
+
+
+def test_revisions_in_hub_uris() -> None:
+    assert parse_hf_uri("hf://org/repo@v1.0/m.gguf") == HubRef("org/repo", "m.gguf", "v1.0")
+    assert parse_hf_uri("hf://org/repo@abc123", "m.gguf").folder == "org/repo@abc123"
+    assert parse_hf_uri("hf://org/repo").folder == "org/repo"
+    with pytest.raises(ModelSourceError):
+        parse_hf_uri("hf://org/repo@")
+
+
+def test_a_file_is_fetched_once_and_a_restart_reads_the_volume(hub: Hub, tmp_path: Path) -> None:
+    path = fetch("hf://org/open@v1", tmp_path / "cache", "m.gguf")
+    assert path == tmp_path / "cache" / "org" / "open@v1" / "m.gguf"
+    assert path.read_bytes() == b"G" * 300_000
+    assert hub.bytes_served() == 300_000
+    # A restarted pod on the same volume: metadata only, no bytes.
+    assert fetch("hf://org/open@v1", tmp_path / "cache", "m.gguf") == path
+    assert hub.bytes_served() == 300_000
+
+
+def test_a_snapshot_fetches_every_file(hub: Hub, tmp_path: Path) -> None:
+    path = fetch("hf://org/open", tmp_path / "cache")
+    assert (path / "sub" / "tokenizer.json").read_text() == '{"v": 1}'
+    assert hub.bytes_served() == 300_000 + 2 + 8
+
+
+def test_a_gated_repo_needs_the_token(
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ModelSourceError) as refused:
+        fetch("hf://org/gated", tmp_path / "cache", "m.gguf")
+    message = str(refused.value)
+    assert "org/gated is gated and no HF_TOKEN is set" in message
+    assert "secretKeyRef" in message
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert fetch("hf://org/gated", tmp_path / "cache", "m.gguf").stat().st_size == 300_000
+
+
+@pytest.mark.parametrize(
+    ("uri", "file", "says"),
+    [
+        ("hf://org/nothing", "m.gguf", "no repo org/nothing (or it is private and no HF_TOKEN"),
+        ("hf://org/open@v9", "m.gguf", "org/open has no revision 'v9'"),
+        ("hf://org/open", "missing.gguf", "org/open has no file 'missing.gguf'"),
+    ],
+)
+def test_the_hubs_refusals_are_named(
+    hub: Hub, tmp_path: Path, uri: str, file: str, says: str
+) -> None:
+    with pytest.raises(ModelSourceError, match=re.escape(says)):
+        fetch(uri, tmp_path / "cache", file)
+
+
+def test_transient_errors_are_retried_then_named(
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    monkeypatch.setattr(time, "sleep", lambda _: None)  # huggingface_hub's backoff too
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:1")
+    with pytest.raises(ModelSourceError, match="the hub cannot be reached"):
+        fetch("hf://org/open", tmp_path / "cache", "m.gguf")
+
+
+def test_a_full_disk_is_named(hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubeinfer_runtime import model_source
+
+    def full(*_: object, **__: object) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(model_source, "_download", full)
+    with pytest.raises(ModelSourceError, match="the model volume is full"):
+        fetch("hf://org/open", tmp_path / "cache", "m.gguf")
+
+
+def test_progress_and_tokens_in_the_log(
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from kubeinfer_runtime import model_source
+    from kubeinfer_runtime.logs import get_logger, setup_logging
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setattr(model_source, "PROGRESS_SECONDS", 0.0)
+    setup_logging()
+    fetch("hf://org/gated", tmp_path / "cache", "m.gguf")
+    get_logger("test").warning("a library quoting it: Authorization: Bearer %s", TOKEN)
+    err = capfd.readouterr().err
+    assert "fetching hf://org/gated/m.gguf: 0.3/0.3 MiB (100%)" in err
+    assert "Bearer ***" in err
+    assert TOKEN not in err

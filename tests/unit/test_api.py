@@ -77,3 +77,26 @@ def test_names_must_fit_a_service_name() -> None:
     ModelDeployment.from_object({**body, "metadata": {"name": "qwen-7b"}})
     with pytest.raises(ValidationError, match=r"metadata\.name"):
         ModelDeployment.from_object({**body, "metadata": {"name": "Qwen.7b"}})
+
+
+def test_env_is_core_v1_and_credentials_come_from_secrets() -> None:
+    parsed = ModelDeploymentSpec.model_validate(
+        spec(
+            uri="hf://org/repo@v1.0",
+            spec_env=[
+                {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+                {"name": "HTTPS_PROXY", "value": "http://proxy:3128"},
+            ],
+            spec_envFrom=[{"prefix": "X_", "configMapRef": {"name": "settings"}}],
+        )
+    )
+    assert parsed.env[0].value_from is not None
+    assert parsed.env[0].value_from.secret_key_ref is not None
+    assert parsed.env_from[0].config_map_ref is not None
+    assert "use valueFrom.secretKeyRef" in errors(
+        spec(spec_env=[{"name": "HF_TOKEN", "value": "hf_x"}])
+    )
+    assert "spec.env must not set HOME" in errors(spec(spec_env=[{"name": "HOME", "value": "/"}]))
+    assert "must not name a variable twice" in errors(
+        spec(spec_env=[{"name": "A", "value": "1"}, {"name": "A", "value": "2"}])
+    )

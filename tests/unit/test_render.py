@@ -210,3 +210,27 @@ def test_image_settings_are_configurable() -> None:
     with pytest.raises(ValueError, match="no cpu image"):
         images.image_for("vllm", "cpu")
     assert copy.deepcopy(images) == images
+
+
+def test_env_env_from_and_pull_secrets_reach_the_runtime_container(
+    example_nodes: list[dict[str, Any]],
+) -> None:
+    token = {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}
+    (manifest,) = load_yaml_documents(EXAMPLES / "gguf-cpu.yaml")
+    manifest["metadata"] |= {"namespace": "models", "uid": UID}
+    manifest["spec"] |= {
+        "env": [token, {"name": "B", "value": "$(HF_ENDPOINT)/x"}],
+        "envFrom": [{"secretRef": {"name": "proxy", "optional": True}}],
+    }
+    md = ModelDeployment.from_object(manifest)
+    images = ImageSettings.model_validate({"pullSecrets": ["registry"]})
+    cm, _, dep = children(md, decision_for(md, example_nodes), images)
+    pod = dep["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    # Ours first, then the user's in their order; the token stays a reference to its Secret.
+    assert [e["name"] for e in container["env"]] == ["HOME", "TMPDIR", "HF_TOKEN", "B"]
+    assert container["env"][2] == token
+    assert container["envFrom"] == [{"secretRef": {"name": "proxy", "optional": True}}]
+    assert pod["imagePullSecrets"] == [{"name": "registry"}]
+    assert "HF_TOKEN" not in cm["data"]["runtime.yaml"]
+    kubernetes_validate.validate(dep, KUBERNETES_VERSION, strict=True)

@@ -479,6 +479,16 @@ def test_degraded_with_the_runtimes_diagnosis() -> None:
     assert status_reason(found[c.AVAILABLE]) == ("False", c.REPLICAS_UNAVAILABLE)
 
 
+def test_a_model_the_runtime_cannot_fetch_is_named() -> None:
+    why = (
+        "cannot fetch hf://org/gated/m.gguf from https://huggingface.co: org/gated is gated and "
+        "no HF_TOKEN is set — put a token allowed to read it in a Secret and pass it as HF_TOKEN"
+    )
+    found = conditions_for(deployment_object(ready=0), [pod_object(container=crash_looping(why))])
+    assert status_reason(found[c.DEGRADED]) == ("True", c.MODEL_FETCH_FAILED)
+    assert "is gated and no HF_TOKEN is set" in found[c.DEGRADED].message
+
+
 def test_crash_loop_without_a_message_is_degraded() -> None:
     failing = pod_object(container=crash_looping(None, exit_code=0, reason="Completed"))
     found = conditions_for(deployment_object(ready=0), [failing])

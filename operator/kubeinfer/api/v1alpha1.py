@@ -81,14 +81,19 @@ CPU_MAX = "1024"  # cores per replica
 MEMORY_MAX = "16Ti"  # per replica
 # The three model sources (the runtime's fetcher reads the same grammar): a hub repo, a path on
 # a PersistentVolumeClaim (a DNS-1123 subdomain claim name), or an absolute path in the image.
-_HF_URI = r"hf://[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*(/[^/]+)*/?"
+# A hub URI may pin a revision (a branch, tag or commit): hf://org/repo@revision[/file].
+REVISION_PATTERN = r"[A-Za-z0-9][-A-Za-z0-9_.]*"
+_HF_URI = (
+    r"hf://[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*"
+    f"(@{REVISION_PATTERN})?" + r"(/[^/]+)*/?"
+)
 _PVC_URI = r"pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(/[^/]+)*/?"
 URI_PATTERN = f"^({_HF_URI}|{_PVC_URI}|/.*)$"
 # A `..` segment would leave the repo, the claim or the model directory.
 PARENT_SEGMENT_PATTERN = r"(^|/)\.\.(/|$)"
 URI_MESSAGE = (
-    "spec.model.uri must be hf://org/repo[/file], pvc://<claim>/<path> (claim: a DNS-1123 "
-    "name) or an absolute path in the image"
+    "spec.model.uri must be hf://org/repo[@revision][/file], pvc://<claim>/<path> (claim: a "
+    "DNS-1123 name) or an absolute path in the image"
 )
 URI_PARENT_MESSAGE = "spec.model.uri must not contain a '..' segment"
 FILE_MESSAGE = "spec.model.file must be a relative path without a '..' segment"
@@ -270,7 +275,8 @@ class ModelSpec(_Spec):
     uri: Annotated[str, AfterValidator(_model_uri)] = Field(
         min_length=1,
         max_length=URI_MAX,
-        description="hf://org/repo[/file], pvc://claim/path, or an absolute path in the image.",
+        description="hf://org/repo[@revision][/file] (a branch, tag or commit), "
+        "pvc://claim/path, or an absolute path in the image.",
     )
     file: Annotated[str, AfterValidator(_model_file)] | None = Field(
         default=None,
@@ -346,6 +352,93 @@ class Toleration(_Spec):
         return self
 
 
+# spec.env / spec.envFrom: core/v1 EnvVar and EnvFromSource, the parts a runtime needs.
+ENV_MAX = 64
+ENV_FROM_MAX = 16
+ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+# The runtime's own variables: its read-only root filesystem depends on them.
+RESERVED_ENV = ("HOME", "TMPDIR")
+RESERVED_ENV_MESSAGE = f"spec.env must not set {' or '.join(RESERVED_ENV)} (kubeinfer sets them)"
+# A credential written as a literal would sit in the spec, the Deployment and kopf's records:
+# names like these must come from a Secret.
+SECRET_ENV_NAME = r"(?i).*(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|CREDENTIAL).*"
+SECRET_ENV_MESSAGE = (
+    "spec.env[*].value must not hold a credential (a name with TOKEN, SECRET, PASSWORD, "
+    "API_KEY or CREDENTIAL): use valueFrom.secretKeyRef"
+)
+ENV_SOURCE_MESSAGE = "spec.env[*] needs exactly one of value or valueFrom"
+ENV_FROM_MESSAGE = "spec.envFrom[*] needs exactly one of secretRef or configMapRef"
+ObjectName = Annotated[
+    str, StringConstraints(min_length=1, max_length=253, pattern=f"^{_DNS_SUBDOMAIN}$")
+]
+
+
+class KeySelector(_Spec):
+    """A key of a Secret or ConfigMap in the ModelDeployment's namespace."""
+
+    name: ObjectName = Field(description="The Secret or ConfigMap.")
+    key: str = Field(min_length=1, max_length=253, description="The key in it.")
+    optional: bool | None = Field(default=None, description="Start even when it is missing.")
+
+
+class FieldSelector(_Spec):
+    field_path: str = Field(
+        alias="fieldPath", min_length=1, max_length=256, description="e.g. metadata.name"
+    )
+
+
+class EnvVarSource(_Spec):
+    secret_key_ref: KeySelector | None = Field(default=None, alias="secretKeyRef")
+    config_map_key_ref: KeySelector | None = Field(default=None, alias="configMapKeyRef")
+    field_ref: FieldSelector | None = Field(default=None, alias="fieldRef")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvVarSource:
+        given = [self.secret_key_ref, self.config_map_key_ref, self.field_ref]
+        if sum(x is not None for x in given) != 1:
+            raise ValueError(
+                "spec.env[*].valueFrom needs exactly one of secretKeyRef, configMapKeyRef, fieldRef"
+            )
+        return self
+
+
+class EnvVar(_Spec):
+    """core/v1 EnvVar for the runtime container (HF_TOKEN from a Secret, proxies, ...)."""
+
+    name: str = Field(min_length=1, max_length=256, pattern=ENV_NAME_PATTERN)
+    value: str | None = Field(default=None, max_length=32 * 1024)
+    value_from: EnvVarSource | None = Field(default=None, alias="valueFrom")
+
+    @model_validator(mode="after")
+    def _checked(self) -> EnvVar:
+        if (self.value is None) == (self.value_from is None):
+            raise ValueError(ENV_SOURCE_MESSAGE)
+        if self.name in RESERVED_ENV:
+            raise ValueError(RESERVED_ENV_MESSAGE)
+        if self.value is not None and re.fullmatch(SECRET_ENV_NAME, self.name):
+            raise ValueError(SECRET_ENV_MESSAGE)
+        return self
+
+
+class EnvFromRef(_Spec):
+    name: ObjectName
+    optional: bool | None = None
+
+
+class EnvFromSource(_Spec):
+    """core/v1 EnvFromSource: every key of a Secret or ConfigMap as a variable."""
+
+    prefix: str | None = Field(default=None, max_length=256, pattern=ENV_NAME_PATTERN)
+    secret_ref: EnvFromRef | None = Field(default=None, alias="secretRef")
+    config_map_ref: EnvFromRef | None = Field(default=None, alias="configMapRef")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvFromSource:
+        if (self.secret_ref is None) == (self.config_map_ref is None):
+            raise ValueError(ENV_FROM_MESSAGE)
+        return self
+
+
 class ModelDeploymentSpec(_Spec):
     model: ModelSpec
     engine: EngineChoice = Field(default="auto", description="auto or an engine name.")
@@ -370,11 +463,30 @@ class ModelDeploymentSpec(_Spec):
         description="Node taints the pods tolerate (core/v1 Toleration), added to the GPU "
         "tolerations kubeinfer sets.",
     )
+    env: tuple[EnvVar, ...] = Field(
+        default_factory=tuple,
+        max_length=ENV_MAX,
+        description="Environment of the runtime container (core/v1 EnvVar): HF_TOKEN from a "
+        "Secret for gated hub repos, proxies, engine settings. Also used to fetch the model.",
+    )
+    env_from: tuple[EnvFromSource, ...] = Field(
+        default_factory=tuple,
+        alias="envFrom",
+        max_length=ENV_FROM_MAX,
+        description="Secrets or ConfigMaps whose keys become environment variables.",
+    )
 
     @model_validator(mode="after")
     def _engine_params_fit(self) -> ModelDeploymentSpec:
         if len(json.dumps(self.engine_params)) > ENGINE_PARAMS_BYTES_MAX:
             raise ValueError(ENGINE_PARAMS_SIZE_MESSAGE)
+        return self
+
+    @model_validator(mode="after")
+    def _env_names_unique(self) -> ModelDeploymentSpec:
+        names = [e.name for e in self.env]
+        if len(names) != len(set(names)):
+            raise ValueError("spec.env must not name a variable twice")
         return self
 
     @model_validator(mode="after")

@@ -206,6 +206,8 @@ def _pod_template(
         "containers": [_container(md, engine, plan, images, mounts)],
         "volumes": volumes,
     }
+    if images.pull_secrets:
+        spec["imagePullSecrets"] = [{"name": name} for name in images.pull_secrets]
     if plan.affinity:
         spec["affinity"] = json.loads(json.dumps(plan.affinity))
     if plan.tolerations:
@@ -234,14 +236,16 @@ def _container(
     images: ImageSettings,
     mounts: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    return {
+    container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": images.image_for(engine, plan.accelerator),
         "imagePullPolicy": images.pull_policy,
         "command": ["kubeinfer-runtime", "--config", CONFIG_PATH],
+        # The user's variables come last, in their order ($(VAR) may refer to earlier ones).
         "env": [
             {"name": "HOME", "value": HOME_DIR},
             {"name": "TMPDIR", "value": TMP_DIR},
+            *runtime_env(md),
         ],
         "ports": [
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
@@ -266,6 +270,16 @@ def _container(
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    if md.spec.env_from:
+        container["envFrom"] = [
+            e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in md.spec.env_from
+        ]
+    return container
+
+
+def runtime_env(md: ModelDeployment) -> list[dict[str, Any]]:
+    """spec.env as core/v1 writes it (credentials stay references to their Secrets)."""
+    return [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in md.spec.env]
 
 
 def _probe(*, period: int, timeout: int, failures: int) -> dict[str, Any]:

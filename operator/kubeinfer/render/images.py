@@ -43,6 +43,8 @@ class ImageSettings(_Settings):
     pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
         default="IfNotPresent", alias="pullPolicy"
     )
+    # Secrets in each ModelDeployment's namespace for a private registry.
+    pull_secrets: tuple[str, ...] = Field(default=(), alias="pullSecrets")
 
     def image_for(self, engine: str, accelerator: Accelerator) -> str:
         """The image for `engine` on `accelerator`; ValueError when none is configured."""
