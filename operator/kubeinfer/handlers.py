@@ -112,6 +112,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         prefix=PREFIX, key="last-handled-configuration"
     )
     settings.posting.level = logging.INFO
+    # Watching given namespaces (exact names): nothing to discover, and the chart's namespaced
+    # RBAC grants no cluster-wide list of namespaces (kopf would retry it for half a minute).
+    settings.scanning.disabled = bool(memo.get("namespaced"))
     settings.watching.server_timeout = memo.get("watch_timeout", 300)
     settings.watching.client_timeout = memo.get("watch_timeout", 300) + 30
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]

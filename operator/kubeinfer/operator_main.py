@@ -48,5 +48,6 @@ def run_operator(
             metrics_port=metrics_port,
             workers=workers,
             resync_seconds=resync_seconds,
+            namespaced=bool(namespaces),
         ),
     )
