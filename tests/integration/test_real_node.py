@@ -134,6 +134,23 @@ def _gone(read: Any, name: str, namespace: str) -> bool:
     return False
 
 
+def test_a_misspelt_nested_parameter_is_refused_before_any_pod(
+    cluster: Cluster, model_claim: str
+) -> None:
+    # llama.cpp's own parameter catalog knows sampling.top_k: the operator names the key and
+    # its close match, and creates nothing (no pod that would crash-loop on it).
+    cluster.create(real_md("tiny-typo", model_claim, GGUF, engineParams={"sampling.top_kk": 5}))
+    refused = wait_for(
+        "InvalidSpec naming the key",
+        lambda: cluster.condition_is("tiny-typo", "EngineSelected", "False"),
+        timeout=30,
+    )
+    assert refused["reason"] == "InvalidSpec", refused
+    assert "spec.engineParams.sampling.top_kk" in refused["message"], refused
+    assert "sampling.top_k" in refused["message"].replace("sampling.top_kk", ""), refused
+    assert cluster.deployment("tiny-typo") is None and not cluster.pods("tiny-typo")
+
+
 def test_an_engine_that_cannot_start_is_degraded_with_its_diagnosis(
     cluster: Cluster, model_claim: str
 ) -> None:
