@@ -77,6 +77,7 @@ if [ -n "$real_node" ]; then
 import json, sys
 reply = json.load(open(sys.argv[1]))
 print(f"reply from {reply['model']}: {reply['choices'][0]['message']['content']!r}")
+print("(random weights: the text is noise; the path apply -> pod -> engine -> Service is real)")
 print(f"kubectl apply -> first answer: {float(sys.argv[3]) - float(sys.argv[2]):.1f} s")
 PY
 fi

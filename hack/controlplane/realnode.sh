@@ -92,6 +92,13 @@ network() {
   fi
   ip addr replace "$NODE_IP/24" dev "$BRIDGE"
   ip link set "$BRIDGE" up
+  # Nothing addressed to the range leaves the machine, even before kube-proxy has programmed
+  # a Service's rules; and pods reach nothing beyond this machine (no masquerading either).
+  ip route replace 198.18.0.0/15 dev "$BRIDGE"
+  iptables -N KUBEINFER-ISOLATE 2>/dev/null || iptables -F KUBEINFER-ISOLATE
+  iptables -A KUBEINFER-ISOLATE -i "$BRIDGE" ! -o "$BRIDGE" -j DROP
+  iptables -A KUBEINFER-ISOLATE -o "$BRIDGE" ! -i "$BRIDGE" -j DROP
+  iptables -C FORWARD -j KUBEINFER-ISOLATE 2>/dev/null || iptables -I FORWARD 1 -j KUBEINFER-ISOLATE
   set_sysctl net/ipv4/ip_forward 1
   # Replies between pods on the bridge must pass iptables, or Service DNAT breaks.
   [ -f /proc/sys/net/bridge/bridge-nf-call-iptables ] || modprobe br_netfilter 2>/dev/null || true
@@ -114,10 +121,18 @@ wait_for() { # what, seconds, command...
   done
 }
 
+# Replaces FILE with stdin only when the content differs: kube-proxy exits when its
+# configuration file changes, and a second cluster-up must not stop a running node.
+write_file() { # file
+  local tmp; tmp=$(mktemp "$1.XXXX")
+  cat >"$tmp"
+  if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv "$tmp" "$1"; fi
+}
+
 write_configs() { # state
   local state=$1 pki=$1/pki dir=$1/node
   mkdir -p "$dir/cni" "$dir/ipam"
-  cat >"$dir/containerd.toml" <<EOF
+  write_file "$dir/containerd.toml" <<EOF
 version = 2
 root = "$CONTAINERD_ROOT"
 state = "$RUN_DIR/containerd"
@@ -140,7 +155,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       Root = "$RUNC_ROOT"
 EOF
   # No masquerading: nothing in a pod needs to leave this machine.
-  cat >"$dir/cni/10-kubeinfer.conflist" <<EOF
+  write_file "$dir/cni/10-kubeinfer.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "kubeinfer",
@@ -153,7 +168,7 @@ EOF
   ]
 }
 EOF
-  cat >"$dir/kubelet.yaml" <<EOF
+  write_file "$dir/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: $NODE_IP
@@ -178,7 +193,7 @@ maxPods: 40
 registerWithTaints:
   - {key: kubeinfer.io/real-node, value: "true", effect: NoSchedule}
 EOF
-  cat >"$dir/kube-proxy.yaml" <<EOF
+  write_file "$dir/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: $state/kube-proxy.kubeconfig}
@@ -228,17 +243,17 @@ stop_pid() { # name
   rm -f "$pidfile"
 }
 
-# Deletes every rule and chain that kube-proxy, the kubelet or the CNI plugins made.
+# Deletes every rule and chain that kube-proxy, the kubelet, the CNI plugins or we made.
 clean_iptables() {
   local cmd table chains
   for cmd in iptables ip6tables; do
     command -v "$cmd" >/dev/null || continue
     for table in filter nat mangle; do
       # Rules that jump to our chains first, then the chains themselves.
-      { "$cmd" -t "$table" -S 2>/dev/null || true; } | { grep -E '^-A [A-Z]+ .*-j (KUBE|CNI)-' || true; } \
-        | { grep -vE '^-A (KUBE|CNI)-' || true; } | sed 's/^-A/-D/' \
+      { "$cmd" -t "$table" -S 2>/dev/null || true; } | { grep -E '^-A [A-Z]+ .*-j (KUBE|CNI|KUBEINFER)-' || true; } \
+        | { grep -vE '^-A (KUBE|CNI|KUBEINFER)-' || true; } | sed 's/^-A/-D/' \
         | while read -r rule; do eval "$cmd -t $table $rule" 2>/dev/null || true; done
-      chains=$({ "$cmd" -t "$table" -S 2>/dev/null || true; } | awk '$1 == "-N" && $2 ~ /^(KUBE|CNI)-/ {print $2}')
+      chains=$({ "$cmd" -t "$table" -S 2>/dev/null || true; } | awk '$1 == "-N" && $2 ~ /^(KUBE|CNI|KUBEINFER)-/ {print $2}')
       for c in $chains; do "$cmd" -t "$table" -F "$c" 2>/dev/null || true; done
       for c in $chains; do "$cmd" -t "$table" -X "$c" 2>/dev/null || true; done
     done
