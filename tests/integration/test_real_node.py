@@ -234,3 +234,14 @@ def test_the_chart_runs_the_operator_as_a_pod_that_reconciles(
             capture_output=True,
         )
         operator.start()
+
+
+def test_nothing_addressed_to_the_cluster_ranges_leaves_the_machine(real_node: str) -> None:
+    # A ClusterIP no Service holds (or one kube-proxy has not programmed yet) and a pod
+    # address no pod holds: routed to the bridge, so nothing beyond this machine answers.
+    import socket
+
+    for address in ("198.19.255.254", "198.18.200.200"):
+        with socket.socket() as s, pytest.raises(OSError):
+            s.settimeout(2)
+            s.connect((address, 80))
