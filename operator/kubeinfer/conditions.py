@@ -21,6 +21,7 @@ ENGINE_SELECTED = "EngineSelected"
 PROGRESSING = "Progressing"
 AVAILABLE = "Available"
 DEGRADED = "Degraded"
+MODEL_CACHE = "ModelCache"
 READY = "Ready"
 
 # Reasons (CamelCase, as Kubernetes expects)
@@ -40,6 +41,11 @@ ENGINE_FAILED = "EngineFailed"
 # The runtime could not fetch the model (hub refusal, bad revision, full disk).
 MODEL_FETCH_FAILED = "ModelFetchFailed"
 AS_EXPECTED = "AsExpected"
+# The model cache (spec.model.cache): its download Job's state.
+DOWNLOADING = "Downloading"
+CACHE_READY = "Ready"
+DOWNLOAD_FAILED = "DownloadFailed"
+WAITING_FOR_MODEL_CACHE = "WaitingForModelCache"
 # A child's name is held by an object this ModelDeployment does not control.
 NAME_CONFLICT = "NameConflict"
 # The API server refused a child (its message is in the condition).

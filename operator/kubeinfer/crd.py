@@ -119,7 +119,16 @@ _ENV_FROM_RULES = [
 
 def _spec_rules() -> dict[tuple[str, ...], list[dict[str, str]]]:
     return {
-        ("model",): [_GGUF_FILE_RULE],
+        ("model",): [
+            _GGUF_FILE_RULE,
+            {
+                "rule": "!has(self.cache) || self.uri.startsWith('hf://')",
+                "message": api.CACHE_URI_MESSAGE,
+                "fieldPath": ".cache",
+                "reason": "FieldValueInvalid",
+            },
+        ],
+        ("model", "cache", "size"): [_quantity_rule(api.CACHE_SIZE_MAX, api.CACHE_SIZE_MESSAGE)],
         ("model", "uri"): _URI_RULES,
         ("model", "file"): _FILE_RULES,
         ("resources", "cpu"): [_quantity_rule(api.CPU_MAX, api.CPU_MESSAGE)],

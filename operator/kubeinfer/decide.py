@@ -106,9 +106,13 @@ _LATER_FIELDS = ("nodeSelector", "tolerations")
 
 
 def fingerprint(spec: ModelDeploymentSpec) -> str:
-    """A digest of what the decision reads from the spec: everything but the replica count
-    and the runtime's environment."""
-    inputs = spec.model_dump(mode="json", by_alias=True, exclude={"replicas", "env", "env_from"})
+    """A digest of what the decision reads from the spec: everything but the replica count,
+    the runtime's environment and the model cache."""
+    inputs = spec.model_dump(
+        mode="json",
+        by_alias=True,
+        exclude={"replicas": True, "env": True, "env_from": True, "model": {"cache"}},
+    )
     for name in _LATER_FIELDS:
         if not inputs[name]:
             del inputs[name]

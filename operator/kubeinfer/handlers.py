@@ -30,11 +30,13 @@ from prometheus_client import start_http_server
 
 from kubeinfer import metrics
 from kubeinfer.api.v1alpha1 import GROUP, PLURAL, VERSION, ModelDeploymentStatus
+from kubeinfer.cache import summarize_job
 from kubeinfer.drift import ChildState, child_state
 from kubeinfer.kube import CHILD_KINDS, Kube, api_message
 from kubeinfer.nodes import NodeClass, NodeFacts, node_classes, node_facts
 from kubeinfer.reconcile import Outcome, parse_status, reconcile
 from kubeinfer.render import ImageSettings
+from kubeinfer.render.cache import cache_name_of
 from kubeinfer.workload import DeploymentSummary, summarize_deployment, summarize_pod
 
 MD = (GROUP, VERSION, PLURAL)
@@ -77,6 +79,17 @@ class Controller:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)  # keeps them referenced
     resync_seconds: float = RESYNC_SECONDS
     resync: asyncio.Task[None] | None = None
+    # The ModelDeployments using each model cache (a PVC and Job shared by name).
+    cache_users: defaultdict[Key, set[str]] = field(default_factory=lambda: defaultdict(set))
+    caches: dict[Key, str] = field(default_factory=dict)  # ModelDeployment -> its cache
+
+    def use_cache(self, key: Key, cache: str | None) -> None:
+        old = self.caches.pop(key, None)
+        if old is not None:
+            self.cache_users[(key[0], old)].discard(key[1])
+        if cache is not None:
+            self.caches[key] = cache
+            self.cache_users[(key[0], cache)].add(key[1])
 
     def set_node(self, name: str, facts: NodeFacts | None) -> None:
         if self.node_facts.get(name) != facts:
@@ -159,7 +172,9 @@ async def md_index(
     if ctl.resync is None:
         # Started here, where the indexes are at hand (startup handlers get none).
         ctl.resync = asyncio.create_task(_resync_forever(ctl, indexes))
-    return {(namespace or "", name): _snapshot(body)}
+    key = (namespace or "", name)
+    ctl.use_cache(key, cache_name_of(body.get("spec") or {}))
+    return {key: _snapshot(body)}
 
 
 @kopf.index(*MD)
@@ -209,6 +224,21 @@ async def configmap_index(
     return {key: child_state(body)}
 
 
+@kopf.index("batch", "v1", "jobs", labels=MANAGED)
+async def job_index(
+    namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo, **indexes: Any
+) -> dict[Key, Any]:
+    """Model cache download Jobs: each event refreshes the ModelDeployments using the cache."""
+    key = (namespace or "", name)
+    _queue_cache_users(memo.controller, key, indexes)
+    return {key: summarize_job(body)}
+
+
+def _queue_cache_users(ctl: Controller, cache: Key, indexes: dict[str, Any]) -> None:
+    for user in sorted(ctl.cache_users.get(cache, ())):
+        _queue_refresh(ctl, (cache[0], user), indexes, trigger="child")
+
+
 @kopf.index("pods", labels=MANAGED)
 async def pod_index(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, memo: kopf.Memo, **indexes: Any
@@ -239,14 +269,16 @@ async def on_spec(
 @kopf.on.event("services", labels=MANAGED)
 @kopf.on.event("configmaps", labels=MANAGED)
 @kopf.on.event("pods", labels=MANAGED)
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
 async def on_child_deleted(
     namespace: str | None, labels: kopf.Labels, type: str | None, memo: kopf.Memo, **indexes: Any
 ) -> None:
     """kopf runs no indexer for a deletion: a deleted child (removed by hand, an evicted
-    pod) queues the owner's refresh here."""
+    pod, a download Job) queues the owner's refresh here."""
     if type == "DELETED":
         key = (namespace or "", labels.get(INSTANCE, ""))
         _queue_refresh(memo.controller, key, indexes, trigger="child")
+        _queue_cache_users(memo.controller, key, indexes)
 
 
 @kopf.on.event("nodes")
@@ -271,6 +303,7 @@ async def forget_deleted(
         ctl: Controller = memo.controller
         key = (namespace or "", name)
         ctl.statuses.pop(key, None)
+        ctl.use_cache(key, None)
         ctl.locks.pop(key, None)
         ctl.failures.pop(key, None)
         _cancel_retry(ctl, key)
@@ -402,6 +435,10 @@ async def _run(
             if (state := _first(indexes[index], key)) is not None
         }
         pods = list(indexes["pod_index"].get(key, ()))
+        cache = ctl.caches.get(key)
+        cache_key = (key[0], cache or "")
+        cache_job = _first(indexes["job_index"], cache_key) if cache else None
+        cache_pods = list(indexes["pod_index"].get(cache_key, ())) if cache else []
         previous = ctl.statuses.get(key) or parse_status(body.get("status"))
         started = time.perf_counter()
         try:
@@ -419,6 +456,8 @@ async def _run(
                 images=ctl.images,
                 apply_always=apply_always,
                 now=datetime.now(UTC),
+                cache_job=cache_job,
+                cache_pods=cache_pods,
             )
         except Exception:
             metrics.RECONCILES.labels("error", trigger).inc()

@@ -20,6 +20,7 @@ from kubeinfer.drift import FIELD_MANAGER, adopted_managed_fields
 _APPLY = "application/apply-patch+yaml"
 _MERGE = "application/merge-patch+json"
 _JSON_PATCH = "application/json-patch+json"
+_STRATEGIC = "application/strategic-merge-patch+json"
 CHILD_KINDS = ("ConfigMap", "Service", "Deployment")
 
 
@@ -27,6 +28,7 @@ class Kube:
     def __init__(self, api_client: client.ApiClient) -> None:
         self._core = client.CoreV1Api(api_client)
         self._apps = client.AppsV1Api(api_client)
+        self._batch = client.BatchV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
 
     @classmethod
@@ -80,6 +82,72 @@ class Kube:
             return dict(json.loads(response.data))
         finally:
             response.release_conn()
+
+    def ensure_shared(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Creates a shared object (the model cache's PVC or Job) unless it exists, and makes
+        sure it lists this object's owner (a strategic merge adds to ownerReferences, keyed by
+        uid). Returns the live object when one was there already, else None."""
+        kind, meta = obj["kind"], obj["metadata"]
+        calls: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
+            "PersistentVolumeClaim": (
+                self._core.create_namespaced_persistent_volume_claim,
+                self._core.patch_namespaced_persistent_volume_claim,
+            ),
+            "Job": (self._batch.create_namespaced_job, self._batch.patch_namespaced_job),
+        }
+        create, patch = calls[kind]
+        try:
+            _release(create(meta["namespace"], obj, _preload_content=False))
+            return None
+        except ApiException as error:
+            if error.status != 409:
+                raise
+        live = self.read_shared(kind, meta["namespace"], meta["name"])
+        if live is None:
+            return None  # deleted in between: the next reconcile creates it
+        owners = {o.get("uid") for o in live["metadata"].get("ownerReferences") or ()}
+        labels = live["metadata"].get("labels") or {}
+        mine = [o for o in meta.get("ownerReferences", ()) if o["uid"] not in owners]
+        if mine and labels.get("app.kubernetes.io/managed-by") == "kubeinfer":
+            body = {"metadata": {"ownerReferences": mine}}
+            _release(
+                patch(
+                    meta["name"],
+                    meta["namespace"],
+                    body,
+                    _content_type=_STRATEGIC,
+                    _preload_content=False,
+                )
+            )
+        return live
+
+    def read_shared(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        method = {
+            "PersistentVolumeClaim": self._core.read_namespaced_persistent_volume_claim,
+            "Job": self._batch.read_namespaced_job,
+        }[kind]
+        try:
+            response: Any = method(name, namespace, _preload_content=False)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        try:
+            return dict(json.loads(response.data))
+        finally:
+            response.release_conn()
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        """Deletes a Job and its pods (a failed download, to run it again)."""
+        try:
+            _release(
+                self._batch.delete_namespaced_job(
+                    name, namespace, propagation_policy="Background", _preload_content=False
+                )
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
 
     def reclaim_fields(self, obj: Mapping[str, Any]) -> None:
         """Hands the fields other managers own in the spec or data to kubeinfer, so that the

@@ -20,7 +20,13 @@ from pydantic import ValidationError
 
 from kubeinfer import conditions as cond
 from kubeinfer.api.problems import describe
-from kubeinfer.api.v1alpha1 import ModelDeployment, ModelDeploymentStatus
+from kubeinfer.api.v1alpha1 import (
+    Condition,
+    ConditionStatus,
+    ModelDeployment,
+    ModelDeploymentStatus,
+)
+from kubeinfer.cache import JobSummary, cache_condition
 from kubeinfer.decide import decide_for_classes, fingerprint
 from kubeinfer.drift import Action, ChildState, child_state, plan_child
 from kubeinfer.kube import Kube, api_message
@@ -28,7 +34,7 @@ from kubeinfer.nodes import NodeClass
 from kubeinfer.params.check import describe as describe_params
 from kubeinfer.params.check import problems as param_problems
 from kubeinfer.render import ImageSettings, children
-from kubeinfer.render.children import POD_TEMPLATE_HASH
+from kubeinfer.render.children import POD_TEMPLATE_HASH, model_cache
 from kubeinfer.status import (
     ChildProblem,
     Event,
@@ -63,6 +69,8 @@ def reconcile(
     images: ImageSettings,
     apply_always: bool,
     now: datetime,
+    cache_job: JobSummary | None = None,
+    cache_pods: Sequence[PodSummary] = (),
 ) -> Outcome:
     """Bring one ModelDeployment's children and status in line with its spec.
 
@@ -70,6 +78,8 @@ def reconcile(
     than `body`). `live` holds the children as the watches (or a resync's reads) last saw
     them, by kind. `apply_always` re-applies every child (spec changes, operator restarts);
     otherwise only a child that is missing or differs from the desired one is written.
+    With spec.model.cache, `cache_job` and `cache_pods` are its download Job and pods as the
+    watches saw them; the Deployment is written only once the Job has filled the cache.
     """
     meta = body["metadata"]
     try:
@@ -88,15 +98,30 @@ def reconcile(
         return _write(kube, meta, previous, status, applied=False)
     desired_hash = None
     applied, problem = False, None
+    cache: Condition | None = None
     if decision.engine is not None:
-        objects = children(md, decision, images)
+        objects: Sequence[Mapping[str, Any]] = children(md, decision, images)
         desired_hash = objects[2]["spec"]["template"]["metadata"]["annotations"][POD_TEMPLATE_HASH]
-        applied, problem = _write_children(
-            kube, objects, live, md.metadata.uid or "", apply_always=apply_always
-        )
+        shared = model_cache(md, decision, images)
+        if shared is not None:
+            cache, problem = _ensure_cache(
+                kube, md, shared, cache_job, cache_pods, apply_always, now
+            )
+            if cache.status != "True":
+                objects = objects[:2]  # the engine pods start only from a filled cache
+        if problem is None:
+            applied, problem = _write_children(
+                kube, objects, live, md.metadata.uid or "", apply_always=apply_always
+            )
     status = desired_status(
         md, previous, decision, desired_hash, deployment, pods, problem=problem, now=now
     )
+    if cache is not None and cache.status != "True" and problem is None:
+        status = _with_cache(status, cache, md.metadata.generation, now)
+    elif cache is not None:
+        status = status.model_copy(
+            update={"conditions": cond.set_condition(status.conditions, cache)}
+        )
     status = status.model_copy(update={"decided_for": decided_for})
     outcome = _write(kube, meta, previous, status, applied=applied)
     return Outcome(outcome.events, outcome.applied, outcome.status, outcome.status_written, problem)
@@ -140,6 +165,64 @@ def _write_children(
             logger.warning("writing %s failed: %s", where, api_message(error))
             return applied, ChildProblem(cond.APPLY_FAILED, message)
     return applied, None
+
+
+def _ensure_cache(
+    kube: Kube,
+    md: ModelDeployment,
+    shared: tuple[Mapping[str, Any], Mapping[str, Any]],
+    job: JobSummary | None,
+    pods: Sequence[PodSummary],
+    apply_always: bool,
+    now: datetime,
+) -> tuple[Condition, ChildProblem | None]:
+    """The cache's PVC and download Job exist and list this ModelDeployment as an owner; a
+    failed Job is run again after a spec change (the user's way to retry)."""
+    claim, download = shared
+    name, namespace = claim["metadata"]["name"], claim["metadata"]["namespace"]
+    generation = md.metadata.generation
+    uri = md.spec.model.uri
+    try:
+        if job is not None and job.failed and apply_always:
+            kube.delete_job(namespace, name)
+            job, pods = None, ()
+        for obj in (claim, download):
+            live = kube.ensure_shared(obj)
+            labels = (live or {}).get("metadata", {}).get("labels") or {}
+            if live is not None and labels.get("app.kubernetes.io/managed-by") != "kubeinfer":
+                why = f"{obj['kind']} {name} already exists and is not kubeinfer's: kubeinfer "
+                why += "leaves it alone; delete it, or change spec.model.cache"
+                waiting = cache_condition(name, uri, None, (), generation=generation, now=now)
+                return waiting, ChildProblem(cond.NAME_CONFLICT, why)
+    except ApiException as error:
+        message = f"model cache {name}: {api_message(error)}"
+        logger.warning("writing the model cache %s/%s failed: %s", namespace, name, message)
+        waiting = cache_condition(name, uri, None, (), generation=generation, now=now)
+        return waiting, ChildProblem(cond.APPLY_FAILED, message)
+    return cache_condition(name, uri, job, pods, generation=generation, now=now), None
+
+
+def _with_cache(
+    status: ModelDeploymentStatus, cache: Condition, generation: int | None, now: datetime
+) -> ModelDeploymentStatus:
+    """The ModelCache condition; until the cache is filled (and the Deployment written),
+    Available and Progressing say that the engine waits for it, and a failed download is
+    Degraded with the runtime's reason."""
+    conditions = cond.set_condition(status.conditions, cache)
+    failed = cache.reason == cond.DOWNLOAD_FAILED
+    waiting: list[tuple[str, ConditionStatus, str]] = [
+        (cond.AVAILABLE, "False", cond.WAITING_FOR_MODEL_CACHE),
+        (cond.PROGRESSING, "False" if failed else "True", cond.WAITING_FOR_MODEL_CACHE),
+    ]
+    if failed:
+        waiting.append((cond.DEGRADED, "True", cond.MODEL_FETCH_FAILED))
+    for type_, state, reason in waiting:
+        message = cache.message if failed else f"waiting for the model cache: {cache.message}"
+        conditions = cond.set_condition(
+            conditions,
+            cond.condition(type_, state, reason, message, generation=generation, now=now),
+        )
+    return status.model_copy(update={"conditions": conditions})
 
 
 def _guarded(obj: Mapping[str, Any], state: ChildState | None) -> Mapping[str, Any]:

@@ -28,6 +28,11 @@ class ModelSource(_Doc):
     uri: str = Field(description="hf://org/repo[/file], pvc://claim/path, or an absolute path.")
     file: str | None = Field(default=None, description="File inside the repo or directory.")
     cache_dir: str = Field(default="/models", alias="cacheDir")
+    prefetched: bool = Field(
+        default=False,
+        description="hf:// only: a download Job already filled cacheDir (mounted read-only); "
+        "start from it without contacting the hub.",
+    )
 
 
 class ServerConfig(_Doc):
@@ -49,5 +54,7 @@ class RuntimeConfig(_Doc):
     )
 
     def to_document(self) -> dict[str, Any]:
-        """The document as the ConfigMap stores it (camelCase keys)."""
-        return self.model_dump(mode="json", by_alias=True)
+        """The document as the ConfigMap stores it (camelCase keys). `prefetched` only when
+        set: documents of models without a cache stay as they were (no rollout on upgrade)."""
+        exclude = None if self.model.prefetched else {"model": {"prefetched"}}
+        return self.model_dump(mode="json", by_alias=True, exclude=exclude)

@@ -14,6 +14,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     invocation = cli.invocation(argv)
     if invocation.print_command:
         return app.print_command(invocation.config, sys.stdout)
+    if invocation.fetch_only:
+        return app.fetch(invocation.config)
     return app.run(invocation.config)
 
 

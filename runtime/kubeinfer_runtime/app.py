@@ -62,6 +62,16 @@ def run(config: RuntimeConfig) -> int:
         return _fail(config, EXIT_CONFIG, str(err), "fix spec.engineParams or spec.model")
 
 
+def fetch(config: RuntimeConfig) -> int:
+    """Only fetch the model (the operator's download Job, which fills a shared cache)."""
+    try:
+        path = resolve(config.model, RuntimeMetrics())
+    except ModelSourceError as err:
+        return _fail(config, EXIT_MODEL, str(err), "fix spec.model or spec.env")
+    log.info("the model is in %s", path)
+    return 0
+
+
 def print_command(config: RuntimeConfig, out: TextIO) -> int:
     """Print what ``run`` would start as one JSON line; start, fetch and write nothing."""
     try:

@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--termination-message-path", default=None)
     p.add_argument(
+        "--fetch-only",
+        action="store_true",
+        help="fetch the model into the cache directory and exit (the download Job)",
+    )
+    p.add_argument(
         "--print-command",
         action="store_true",
         help="print the engine command as one JSON list (llama.cpp: its CommonParams fields "
@@ -117,13 +122,14 @@ def _overrides(doc: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
 class Invocation:
     config: RuntimeConfig
     print_command: bool = False
+    fetch_only: bool = False
 
 
 def invocation(argv: Sequence[str] | None = None) -> Invocation:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return Invocation(config_from_args(args), args.print_command)
+        return Invocation(config_from_args(args), args.print_command, args.fetch_only)
     except ConfigError as err:
         parser.error(str(err))
         raise  # unreachable: parser.error exits

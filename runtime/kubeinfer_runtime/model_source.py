@@ -101,11 +101,29 @@ def resolve(source: ModelSource, metrics: RuntimeMetrics, pvc_root: str = PVC_MO
     """The local path of the model, fetching it first for hub URIs."""
     if source.uri.startswith("hf://"):
         ref = parse_hf_uri(source.uri, source.file)
+        if source.prefetched:
+            return _prefetched(ref, Path(source.cache_dir))
         return fetch_from_hub(ref, Path(source.cache_dir), metrics)
     path = local_path(source, pvc_root)
     if not path.exists():
         raise ModelSourceError(f"model path {path} does not exist (from {source.uri!r})")
     return path
+
+
+def _marker(ref: HubRef, cache_dir: Path) -> Path:
+    return cache_dir / ref.folder / MARKER_DIR / f"{ref.filename or 'snapshot'}.complete"
+
+
+def _prefetched(ref: HubRef, cache_dir: Path) -> Path:
+    """The copy a download Job left on the (read-only) cache volume; no hub, no writes."""
+    local_dir = cache_dir / ref.folder
+    if not _marker(ref, cache_dir).exists():
+        raise ModelSourceError(
+            f"the model cache holds no complete copy of {ref.uri()} in {local_dir} — the "
+            "download Job has not finished; kubeinfer starts the engine only after it has"
+        )
+    log.info("starting from the model cache: %s", local_dir)
+    return local_dir / ref.filename if ref.filename else local_dir
 
 
 def hub_endpoint() -> str:
@@ -117,7 +135,7 @@ def hub_endpoint() -> str:
 
 def fetch_from_hub(ref: HubRef, cache_dir: Path, metrics: RuntimeMetrics) -> Path:
     local_dir = cache_dir / ref.folder
-    marker = local_dir / MARKER_DIR / f"{ref.filename or 'snapshot'}.complete"
+    marker = _marker(ref, cache_dir)
     target = local_dir / ref.filename if ref.filename else local_dir
     where = f"cannot fetch {ref.uri()} from {hub_endpoint()}"
     try:

@@ -467,6 +467,33 @@ def test_the_admission_policy_stops_the_operators_identity_from_escalating(
 
         message = wait_for("the policy to refuse the operator", refused)
         assert "the pods must run as the default ServiceAccount" in message
+        # The model cache's Jobs are held to the same rules, its PVCs to the label.
+        operator_api = as_operator.api_client
+        job = {
+            "metadata": escalation["metadata"],
+            "spec": {
+                "template": {
+                    **escalation["spec"]["template"],  # type: ignore[dict-item]
+                    "spec": {
+                        **escalation["spec"]["template"]["spec"],  # type: ignore[index]
+                        "restartPolicy": "Never",
+                    },
+                }
+            },
+        }
+        with pytest.raises(ApiException, match="the pods must run as the default ServiceAccount"):
+            client.BatchV1Api(operator_api).create_namespaced_job(cluster.ns, job, dry_run="All")
+        claim = {
+            "metadata": {"name": "unlabelled"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+        with pytest.raises(ApiException, match="only objects labelled"):
+            client.CoreV1Api(operator_api).create_namespaced_persistent_volume_claim(
+                cluster.ns, claim, dry_run="All"
+            )
         # Its own work goes on: a child is created and a hand edit repaired under the policy.
         cluster.create(model_deployment("guarded", resources={"gpus": 0}))
         wait_for("Available", lambda: available(cluster, "guarded"))

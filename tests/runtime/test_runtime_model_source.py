@@ -206,3 +206,16 @@ def test_progress_and_tokens_in_the_log(
     assert "fetching hf://org/gated/m.gguf: 0.3/0.3 MiB (100%)" in err
     assert "Bearer ***" in err
     assert TOKEN not in err
+
+
+def test_a_prefetched_cache_is_read_without_the_hub(hub: Hub, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    source = ModelSource(
+        name="m", uri="hf://org/open@v1", file="m.gguf", cacheDir=str(cache), prefetched=True
+    )
+    with pytest.raises(ModelSourceError, match="the download Job has not finished"):
+        resolve(source, RuntimeMetrics())
+    fetch("hf://org/open@v1", cache, "m.gguf")  # what the download Job does
+    requests = len(hub.requests)
+    assert resolve(source, RuntimeMetrics()) == cache / "org" / "open@v1" / "m.gguf"
+    assert len(hub.requests) == requests  # no call to the hub at all

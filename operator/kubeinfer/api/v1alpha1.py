@@ -245,6 +245,31 @@ class _Observed(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
 
+CACHE_SIZE_MAX = "1Pi"
+CACHE_SIZE_MESSAGE = f"spec.model.cache.size must be more than 0 and at most {CACHE_SIZE_MAX}"
+CACHE_URI_MESSAGE = "spec.model.cache needs an hf:// spec.model.uri (other sources are volumes)"
+
+
+class ModelCache(_Spec):
+    """A PersistentVolumeClaim that holds the weights, filled once by a download Job."""
+
+    size: Annotated[Quantity, _bounded(CACHE_SIZE_MAX, CACHE_SIZE_MESSAGE)] = Field(
+        description="The claim's storage request (the weights and a margin)."
+    )
+    storage_class_name: str | None = Field(
+        default=None,
+        alias="storageClassName",
+        max_length=253,
+        description="The claim's StorageClass; unset: the cluster's default.",
+    )
+    access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = Field(
+        default="ReadWriteOnce",
+        alias="accessMode",
+        description="ReadWriteMany lets replicas on several nodes share it; ReadWriteOnce keeps "
+        "them on the node that mounts it.",
+    )
+
+
 class ModelSpec(_Spec):
     name: str = Field(
         min_length=1,
@@ -289,11 +314,23 @@ class ModelSpec(_Spec):
         description="Hugging Face architecture (e.g. Qwen2ForCausalLM); lets SGLang match "
         "models whose family is not in kubeinfer's table.",
     )
+    cache: ModelCache | None = Field(
+        default=None,
+        description="hf:// only: keep the weights in a PersistentVolumeClaim shared by the "
+        "ModelDeployments of the same source, filled once by a download Job before the engine "
+        "pods start. Unset: each pod downloads into a size-limited emptyDir.",
+    )
 
     @model_validator(mode="after")
     def _gguf_names_its_file(self) -> ModelSpec:
         if self.format == "gguf" and not self.file:
             raise ValueError("spec.model.file is required when spec.model.format is gguf")
+        return self
+
+    @model_validator(mode="after")
+    def _cache_is_for_the_hub(self) -> ModelSpec:
+        if self.cache is not None and not self.uri.startswith("hf://"):
+            raise ValueError(CACHE_URI_MESSAGE)
         return self
 
 

@@ -17,6 +17,7 @@ import yaml
 
 from kubeinfer.api.v1alpha1 import API_VERSION, KIND, ModelDeployment, Toleration
 from kubeinfer.decide import Decision, PlacementPlan
+from kubeinfer.render.cache import cache_name, claim, download_job
 from kubeinfer.render.images import ImageSettings
 from kubeinfer.runtime_config import (
     CONFIG_PATH,
@@ -87,7 +88,11 @@ def runtime_config(md: ModelDeployment, decision: Decision) -> RuntimeConfig:
     return RuntimeConfig(
         engine=engine,
         model=ModelSource(
-            name=model.name, uri=model.uri, file=model.file, cache_dir=MODEL_CACHE_DIR
+            name=model.name,
+            uri=model.uri,
+            file=model.file,
+            cache_dir=MODEL_CACHE_DIR,
+            prefetched=model.cache is not None,
         ),
         gpus=plan.gpus_per_replica,
         params=dict(decision.engine_params),
@@ -158,6 +163,18 @@ def children(
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(ConfigMap, Service, Deployment), in the order they are best applied."""
     return config_map(md, decision), service(md, decision), deployment(md, decision, images)
+
+
+def model_cache(
+    md: ModelDeployment, decision: Decision, images: ImageSettings
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(PVC, download Job) of spec.model.cache, shared with other ModelDeployments of the same
+    source; None without a cache."""
+    if md.spec.model.cache is None:
+        return None
+    engine, plan = _require_engine(decision)
+    pod = _pod_template(md, engine, plan, images)["spec"]
+    return claim(md), download_job(md, engine, pod, pod["containers"][0])
 
 
 def _require_engine(decision: Decision) -> tuple[str, PlacementPlan]:
@@ -311,15 +328,22 @@ def _resources(md: ModelDeployment, plan: PlacementPlan) -> dict[str, Any]:
 
 
 def _volumes(md: ModelDeployment, engine: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    cached = md.spec.model.cache is not None
+    models: dict[str, Any] = (
+        # Filled by the download Job before the Deployment exists; the engine only reads it.
+        {"persistentVolumeClaim": {"claimName": cache_name(md.spec.model), "readOnly": True}}
+        if cached
+        else {"emptyDir": {"sizeLimit": model_cache_size(md)}}
+    )
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": md.metadata.name}},
-        {"name": "models", "emptyDir": {"sizeLimit": model_cache_size(md)}},
+        {"name": "models", **models},
         {"name": "home", "emptyDir": {"sizeLimit": SCRATCH_SIZE}},
         {"name": "tmp", "emptyDir": {"sizeLimit": SCRATCH_SIZE}},
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-        {"name": "models", "mountPath": MODEL_CACHE_DIR},
+        {"name": "models", "mountPath": MODEL_CACHE_DIR, **({"readOnly": True} if cached else {})},
         {"name": "home", "mountPath": HOME_DIR},
         {"name": "tmp", "mountPath": TMP_DIR},
     ]

@@ -1,0 +1,147 @@
+"""spec.model.cache: a shared PVC and its download Job, rendered; their state as a condition."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from unit_helpers import EXAMPLES, KUBERNETES_VERSION, load_yaml_documents
+
+from kubeinfer import conditions as c
+from kubeinfer.api.v1alpha1 import ModelDeployment
+from kubeinfer.cache import cache_condition, summarize_job
+from kubeinfer.decide import decide
+from kubeinfer.nodes import node_facts
+from kubeinfer.render import ImageSettings, children
+from kubeinfer.render.cache import cache_name, cache_name_of
+from kubeinfer.render.children import model_cache
+from kubeinfer.workload import summarize_pod
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+CACHE = {"size": "20Gi", "storageClassName": "local"}
+
+
+def cached(name: str = "a", uid: str = "u-1", **model: Any) -> ModelDeployment:
+    (manifest,) = load_yaml_documents(EXAMPLES / "gguf-cpu.yaml")
+    manifest["metadata"] |= {"name": name, "namespace": "models", "uid": uid}
+    manifest["spec"]["model"] |= {"cache": CACHE, **model}
+    manifest["spec"]["env"] = [
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}
+    ]
+    return ModelDeployment.from_object(manifest)
+
+
+def rendered(md: ModelDeployment, nodes: list[dict[str, Any]]) -> Any:
+    decision = decide(md.spec, map(node_facts, nodes))
+    return children(md, decision, ImageSettings()), model_cache(md, decision, ImageSettings())
+
+
+def test_the_cache_is_named_from_the_source_and_shared(example_nodes: list[dict[str, Any]]) -> None:
+    a, b = cached("a", "u-1"), cached("b", "u-2")
+    assert cache_name(a.spec.model) == cache_name(b.spec.model)
+    assert cache_name(a.spec.model).startswith("kubeinfer-model-qwen2-5-7b-instruct-gguf-")
+    assert len(cache_name(a.spec.model)) <= 63
+    # The file given in the URI or in model.file is one source; a revision is another.
+    same = cached(uri=f"{a.spec.model.uri}/{a.spec.model.file}")
+    assert cache_name(same.spec.model) == cache_name(a.spec.model)
+    pinned = cached(uri=a.spec.model.uri + "@v2")
+    assert cache_name(pinned.spec.model) != cache_name(a.spec.model)
+    rwx = cached(cache={**CACHE, "accessMode": "ReadWriteMany"})
+    assert cache_name(rwx.spec.model) != cache_name(a.spec.model)
+    assert cache_name_of(a.spec.model_dump(mode="json", by_alias=True)) == cache_name(a.spec.model)
+
+
+def test_claim_job_and_engine_pods(example_nodes: list[dict[str, Any]]) -> None:
+    md = cached()
+    (config, _, deployment), (claim, job) = rendered(md, example_nodes)
+    name = cache_name(md.spec.model)
+    for obj in (claim, job, deployment):
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "20Gi"}},
+        "storageClassName": "local",
+    }
+    (owner,) = claim["metadata"]["ownerReferences"]
+    assert (owner["uid"], owner["controller"]) == ("u-1", False)
+    assert claim["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kubeinfer"
+    pod = job["spec"]["template"]["spec"]
+    (fetch,) = pod["containers"]
+    assert fetch["command"][:2] == ["kubeinfer-runtime", "--fetch-only"]
+    assert {"name": "models", "mountPath": "/models"} in fetch["volumeMounts"]
+    assert {"name": "models", "persistentVolumeClaim": {"claimName": name}} in pod["volumes"]
+    assert fetch["env"][-1]["valueFrom"]["secretKeyRef"] == {"name": "hf", "key": "token"}
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["restartPolicy"] == "Never"
+    assert fetch["securityContext"]["readOnlyRootFilesystem"] is True
+    # The engine mounts the claim read-only and starts without the hub.
+    engine = deployment["spec"]["template"]["spec"]
+    assert {"name": "models", "persistentVolumeClaim": {"claimName": name, "readOnly": True}} in (
+        engine["volumes"]
+    )
+    assert "prefetched: true" in config["data"]["runtime.yaml"]
+
+
+def test_no_cache_keeps_the_size_limited_empty_dir(example_nodes: list[dict[str, Any]]) -> None:
+    (manifest,) = load_yaml_documents(EXAMPLES / "gguf-cpu.yaml")
+    md = ModelDeployment.from_object(manifest)
+    (config, _, deployment), shared = rendered(md, example_nodes)
+    assert shared is None
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["models"]["emptyDir"]["sizeLimit"]
+    assert "prefetched" not in config["data"]["runtime.yaml"]
+
+
+def test_a_cache_needs_a_hub_uri() -> None:
+    with pytest.raises(ValueError, match=r"spec\.model\.cache needs an hf://"):
+        cached(uri="pvc://claim/m")
+
+
+def job(**status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "kubeinfer-model-x-1"}, "status": status}
+
+
+def failed_pod(message: str) -> dict[str, Any]:
+    terminated = {"exitCode": 3, "message": message}
+    return {
+        "metadata": {"name": "kubeinfer-model-x-1-abcde"},
+        "status": {"phase": "Failed", "containerStatuses": [{"state": {"terminated": terminated}}]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("summary", "pods", "status", "reason", "says"),
+    [
+        (None, [], "False", c.DOWNLOADING, "is fetching hf://o/r"),
+        (job(active=1), [], "False", c.DOWNLOADING, "is fetching"),
+        (
+            job(succeeded=1, conditions=[{"type": "Complete", "status": "True"}]),
+            [],
+            "True",
+            c.CACHE_READY,
+            "hf://o/r is in PersistentVolumeClaim kubeinfer-model-x-1",
+        ),
+        (
+            job(conditions=[{"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}]),
+            [failed_pod("cannot fetch hf://o/r: o/r is gated and no HF_TOKEN is set")],
+            "False",
+            c.DOWNLOAD_FAILED,
+            "is gated and no HF_TOKEN is set",
+        ),
+    ],
+)
+def test_the_cache_condition(
+    summary: dict[str, Any] | None, pods: list[dict[str, Any]], status: str, reason: str, says: str
+) -> None:
+    found = cache_condition(
+        "kubeinfer-model-x-1",
+        "hf://o/r",
+        summarize_job(summary) if summary else None,
+        [summarize_pod(p) for p in pods],
+        generation=1,
+        now=NOW,
+    )
+    assert (found.type, found.status, found.reason) == (c.MODEL_CACHE, status, reason)
+    assert says in found.message
