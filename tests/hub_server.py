@@ -3,7 +3,8 @@
 It answers the calls the runtime's fetch makes (model info with file sizes, HEAD and ranged
 GET of /org/repo/resolve/<revision>/<file>) for repos made of local folders, with the hub's
 error codes (X-Error-Code) so that huggingface_hub raises its real exceptions. A gated repo
-needs `Authorization: Bearer <token>`. It counts the bytes it serves, per file.
+needs `Authorization: Bearer <token>`. It counts the bytes it serves, per file, and can
+send them slowly (`rate`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,6 +48,7 @@ class Hub:
     served: Counter[str] = field(default_factory=Counter)  # bytes, by "org/repo/file"
     requests: list[str] = field(default_factory=list)
     url: str = ""
+    rate: int | None = None  # bytes a second per download (a slow link), None: unlimited
 
     def bytes_served(self, repo_id: str | None = None) -> int:
         return sum(
@@ -140,8 +143,13 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(part) if body else len(data)))
             self.end_headers()
             if body:
-                self.wfile.write(part)
-                hub.served[key] += len(part)
+                step = 64 * 1024
+                for offset in range(0, len(part), step):
+                    chunk = part[offset : offset + step]
+                    self.wfile.write(chunk)
+                    hub.served[key] += len(chunk)
+                    if hub.rate:
+                        time.sleep(len(chunk) / hub.rate)
 
     return Handler
 

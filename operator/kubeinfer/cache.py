@@ -1,6 +1,7 @@
 """The model cache's state, from its download Job and that Job's pods (pure).
 
-The condition `ModelCache` says where the weights stand: `Downloading` while the Job runs,
+The condition `ModelCache` says where the weights stand: `Downloading` while the Job runs (with the
+bytes done and in all, from the progress lines at the tail of its log),
 `Ready` once it has succeeded (the engine's Deployment is created only then), and
 `DownloadFailed` with the runtime's own message (from the pod's termination message: no
 token for a gated repo, no such repo, revision or file, a full volume) when it has failed.
@@ -8,6 +9,7 @@ token for a gated repo, no such repo, revision or file, a full volume) when it h
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +18,22 @@ from typing import Any
 from kubeinfer import conditions as cond
 from kubeinfer.api.v1alpha1 import Condition, ConditionStatus
 from kubeinfer.workload import PodSummary
+
+# The runtime's progress lines (kubeinfer_runtime.model_source): the first names the total,
+# later ones the bytes done.
+_STARTED = re.compile(r"fetching \S+ \(\d+ files, ([\d.]+) MiB\)")
+_DONE = re.compile(r"fetching \S+: ([\d.]+/[\d.]+ MiB(?: \(\d+%\))?)")
+PROGRESS_LINES = 20
+
+
+def progress(log: str) -> str | None:
+    """ "done/total MiB (share)" from the tail of the download's log, or None."""
+    for line in reversed(log.splitlines()):
+        if found := _DONE.search(line):
+            return found.group(1)
+        if found := _STARTED.search(line):
+            return f"0.0/{found.group(1)} MiB (0%)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,7 @@ def cache_condition(
     job: JobSummary | None,
     pods: Iterable[PodSummary],
     *,
+    done: str | None = None,
     generation: int | None,
     now: datetime,
 ) -> Condition:
@@ -66,4 +85,5 @@ def cache_condition(
         )
     if failure:
         return made("False", cond.DOWNLOADING, f"Job {name} is retrying: {failure}")
-    return made("False", cond.DOWNLOADING, f"Job {name} is fetching {uri} into the claim")
+    so_far = f": {done}" if done else ""
+    return made("False", cond.DOWNLOADING, f"Job {name} is fetching {uri} into the claim{so_far}")

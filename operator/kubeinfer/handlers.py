@@ -54,6 +54,8 @@ RETRY_MAX_SECONDS = 300.0
 # Every ModelDeployment's children are read from the API this often (each at its own random
 # moment within the period), in case the watches missed an event.
 RESYNC_SECONDS = 300.0
+# While a model cache is being filled, its progress is read this often.
+PROGRESS_SECONDS = 5.0
 logger = logging.getLogger(__name__)
 
 
@@ -468,6 +470,8 @@ async def _run(
         result = "error" if outcome.problem else "changed" if changed else "unchanged"
         metrics.RECONCILES.labels(result, trigger).inc()
         ctl.statuses[key] = outcome.status
+        if outcome.downloading:
+            _queue_refresh(ctl, key, indexes, trigger="progress", settle=PROGRESS_SECONDS)
         if outcome.problem is None:
             ctl.failures.pop(key, None)
             _cancel_retry(ctl, key)

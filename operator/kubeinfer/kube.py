@@ -137,6 +137,19 @@ class Kube:
         finally:
             response.release_conn()
 
+    def log_tail(self, namespace: str, pod: str, container: str, lines: int) -> str:
+        """The last lines of a container's log (the download's progress), "" when unreadable."""
+        try:
+            return str(
+                self._core.read_namespaced_pod_log(
+                    pod, namespace, container=container, tail_lines=lines
+                )
+            )
+        except ApiException:
+            # Not started yet, gone, or its node's kubelet unreachable: progress is a nicety,
+            # never a reason for a reconcile to fail.
+            return ""
+
     def delete_job(self, namespace: str, name: str) -> None:
         """Deletes a Job and its pods (a failed download, to run it again)."""
         try:

@@ -26,7 +26,7 @@ from kubeinfer.api.v1alpha1 import (
     ModelDeployment,
     ModelDeploymentStatus,
 )
-from kubeinfer.cache import JobSummary, cache_condition
+from kubeinfer.cache import PROGRESS_LINES, JobSummary, cache_condition, progress
 from kubeinfer.decide import decide_for_classes, fingerprint
 from kubeinfer.drift import Action, ChildState, child_state, plan_child
 from kubeinfer.kube import Kube, api_message
@@ -34,6 +34,7 @@ from kubeinfer.nodes import NodeClass
 from kubeinfer.params.check import describe as describe_params
 from kubeinfer.params.check import problems as param_problems
 from kubeinfer.render import ImageSettings, children
+from kubeinfer.render.cache import FETCH_CONTAINER
 from kubeinfer.render.children import POD_TEMPLATE_HASH, model_cache
 from kubeinfer.status import (
     ChildProblem,
@@ -55,6 +56,7 @@ class Outcome:
     status: ModelDeploymentStatus
     status_written: bool
     problem: ChildProblem | None = None  # a child left as it is: try again later
+    downloading: bool = False  # the model cache is being filled: look again for progress
 
 
 def reconcile(
@@ -124,7 +126,15 @@ def reconcile(
         )
     status = status.model_copy(update={"decided_for": decided_for})
     outcome = _write(kube, meta, previous, status, applied=applied)
-    return Outcome(outcome.events, outcome.applied, outcome.status, outcome.status_written, problem)
+    downloading = cache is not None and cache.reason == cond.DOWNLOADING
+    return Outcome(
+        outcome.events,
+        outcome.applied,
+        outcome.status,
+        outcome.status_written,
+        problem,
+        downloading,
+    )
 
 
 def _write_children(
@@ -199,7 +209,12 @@ def _ensure_cache(
         logger.warning("writing the model cache %s/%s failed: %s", namespace, name, message)
         waiting = cache_condition(name, uri, None, (), generation=generation, now=now)
         return waiting, ChildProblem(cond.APPLY_FAILED, message)
-    return cache_condition(name, uri, job, pods, generation=generation, now=now), None
+    running = next((p for p in pods if p.phase == "Running" and not p.deleting), None)
+    done = None
+    if job is not None and not (job.succeeded or job.failed) and running is not None:
+        done = progress(kube.log_tail(namespace, running.name, FETCH_CONTAINER, PROGRESS_LINES))
+    condition = cache_condition(name, uri, job, pods, done=done, generation=generation, now=now)
+    return condition, None
 
 
 def _with_cache(
@@ -222,6 +237,10 @@ def _with_cache(
             conditions,
             cond.condition(type_, state, reason, message, generation=generation, now=now),
         )
+    # The summary follows what the cache changed.
+    conditions = cond.set_condition(
+        conditions, cond.ready(conditions, generation=generation, now=now)
+    )
     return status.model_copy(update={"conditions": conditions})
 
 

@@ -4,6 +4,7 @@ address (pods reach the host there), serving the tiny GGUF and counting the byte
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 import tempfile
@@ -242,6 +243,31 @@ def test_pinned_revisions_cold_cache_and_no_cache(
     print(
         f"apply -> Available: cold cache {cold:.1f}s; without a cache, 2 replicas "
         f"{uncached:.1f}s and {2 * size} bytes ({size} per replica)"
+    )
+
+
+def test_download_progress_shows_in_the_condition(
+    cluster: Cluster, hub: Hub, cache_class: str, tmp_path: Path
+) -> None:
+    # huggingface_hub reports progress every 10 MiB: weights of 30 MiB over a slow link (the
+    # engine never gets them to load: only the download matters here).
+    (tmp_path / "big").mkdir()
+    (tmp_path / "big" / GGUF).write_bytes(secrets.token_bytes(30 * 2**20))
+    hub.repos["kubeinfer/big"] = Repo(tmp_path / "big")
+    hub.rate = 30 * 2**20 // 24
+    cluster.create(hub_md("slow", hub, cache_class, "hf://kubeinfer/big"))
+
+    def progress_shown() -> str | None:
+        found = _reason_is(cluster, "slow", "ModelCache", "Downloading")
+        message = found["message"] if found else ""
+        return message if re.search(r": [1-9][\d.]*/30\.0 MiB \(\d+%\)$", message) else None
+
+    shown = wait_for("bytes done/total in ModelCache", progress_shown, timeout=READY_TIMEOUT)
+    print(f"ModelCache while downloading: {shown}")
+    wait_for(
+        "Ready",
+        lambda: cluster.condition_is("slow", "ModelCache", "True"),
+        timeout=READY_TIMEOUT,
     )
 
 

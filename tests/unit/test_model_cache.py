@@ -11,7 +11,7 @@ from unit_helpers import EXAMPLES, KUBERNETES_VERSION, load_yaml_documents
 
 from kubeinfer import conditions as c
 from kubeinfer.api.v1alpha1 import ModelDeployment
-from kubeinfer.cache import cache_condition, summarize_job
+from kubeinfer.cache import cache_condition, progress, summarize_job
 from kubeinfer.decide import decide
 from kubeinfer.nodes import node_facts
 from kubeinfer.render import ImageSettings, children
@@ -145,3 +145,23 @@ def test_the_cache_condition(
     )
     assert (found.type, found.status, found.reason) == (c.MODEL_CACHE, status, reason)
     assert says in found.message
+
+
+def test_progress_from_the_tail_of_the_download_log() -> None:
+    log = (
+        "2026-01-01 INFO kubeinfer-runtime: fetching hf://o/r/m.gguf (1 files, 12.0 MiB) into /m\n"
+    )
+    assert progress(log) == "0.0/12.0 MiB (0%)"
+    log += "2026-01-01 INFO kubeinfer-runtime: fetching hf://o/r/m.gguf: 3.0/12.0 MiB (25%)\n"
+    assert progress(log) == "3.0/12.0 MiB (25%)"
+    assert progress("something else\n") is None
+    found = cache_condition(
+        "kubeinfer-model-x-1",
+        "hf://o/r",
+        None,
+        [],
+        done="3.0/12.0 MiB (25%)",
+        generation=1,
+        now=NOW,
+    )
+    assert found.message.endswith("into the claim: 3.0/12.0 MiB (25%)")
