@@ -107,7 +107,21 @@ def resolve(source: ModelSource, metrics: RuntimeMetrics, pvc_root: str = PVC_MO
     path = local_path(source, pvc_root)
     if not path.exists():
         raise ModelSourceError(f"model path {path} does not exist (from {source.uri!r})")
+    unreadable = _first_unreadable(path)
+    if unreadable is not None:
+        # Engines report this as a missing file (transformers: FileNotFoundError), which
+        # sends users looking in the wrong place.
+        raise ModelSourceError(
+            f"model file {unreadable} is not readable by uid {os.getuid()} (from "
+            f"{source.uri!r}): make the volume's files readable to the pod (chmod a+r, or "
+            "group-readable with the pod's fsGroup)"
+        )
     return path
+
+
+def _first_unreadable(path: Path) -> Path | None:
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return next((f for f in files if not os.access(f, os.R_OK)), None)
 
 
 def _marker(ref: HubRef, cache_dir: Path) -> Path:

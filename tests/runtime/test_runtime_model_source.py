@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import errno
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,6 +57,37 @@ def test_local_and_pvc_paths_resolve_when_present(tmp_path: Path) -> None:
         resolve(ModelSource(name="m", uri=str(tmp_path / "missing")), metrics)
     with pytest.raises(ModelSourceError, match="not hf://"):
         resolve(ModelSource(name="m", uri="s3://bucket/m"), metrics)
+
+
+def python_c(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+@pytest.mark.skipif(os.getuid() != 0 or not shutil.which("setpriv"), reason="needs root")
+def test_a_model_file_the_pod_user_cannot_read_is_named() -> None:
+    # As a pod's unprivileged user would: safetensors writes 0600 files, and an engine would
+    # report them as missing.
+    folder = Path(tempfile.mkdtemp())
+    try:
+        folder.chmod(0o755)
+        (folder / "config.json").write_text("{}")
+        (folder / "model.safetensors").write_bytes(b"weights")
+        (folder / "model.safetensors").chmod(0o600)
+        check = (
+            "from kubeinfer.runtime_config import ModelSource\n"
+            "from kubeinfer_runtime.metrics import RuntimeMetrics\n"
+            "from kubeinfer_runtime.model_source import resolve\n"
+            f"resolve(ModelSource(name='m', uri={str(folder)!r}), RuntimeMetrics())\n"
+        )
+        ran = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *python_c(check)],
+            capture_output=True,
+            text=True,
+        )
+        assert ran.returncode != 0
+        assert f"model file {folder}/model.safetensors is not readable by uid 65534" in ran.stderr
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_unreachable_hub_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
