@@ -110,7 +110,9 @@ bench-operator: venv controlplane
 .PHONY: images
 images:
 	@bash hack/images/build.sh
-	@if [ -S /run/kubeinfer-node/containerd.sock ]; then bash hack/images/import.sh /run/kubeinfer-node/containerd.sock; fi
+	@# Into the real node's containerd when it runs (a killed run leaves its socket behind).
+	@if ctr --address /run/kubeinfer-node/containerd.sock version >/dev/null 2>&1; then \
+	  bash hack/images/import.sh /run/kubeinfer-node/containerd.sock; fi
 
 # The images the real node runs, where this machine can run one (root; KUBEINFER_REAL_NODE=0
 # turns the real node off); elsewhere the cluster has simulated nodes only and needs none.
