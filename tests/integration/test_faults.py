@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -335,12 +336,26 @@ def test_a_refused_write_shows_in_a_condition_and_an_event_then_recovers(
     converge("Available after the policy is lifted", lambda: available(cluster, "refused"), 60)
 
 
-def _restart_apiserver() -> None:
-    pidfile = CLUSTER_STATE / "kube-apiserver.pid"
+@contextmanager
+def denials_expected(log: Path, name: str) -> Iterator[None]:
+    """A restarted API server (or its storage) refuses requests until its RBAC caches are
+    filled: those denials move to a log of their own, so that the session's check for
+    missing RBAC rules judges the rest of the operator's log."""
+    before = log.stat().st_size
+    yield
+    text = log.read_bytes()
+    window = text[before:]
+    log.with_suffix(f".{name}.log").write_bytes(window)
+    kept = b"\n".join(line for line in window.split(b"\n") if b" cannot " not in line)
+    log.write_bytes(text[:before] + kept)
+
+
+def _kill_and_restart(component: str) -> None:
+    """kill -9 one control-plane process, then bring it back the way cluster-up does."""
+    pidfile = CLUSTER_STATE / f"{component}.pid"
     if not pidfile.exists():
-        pytest.skip("the API server is not the local control plane's")
+        pytest.skip(f"{component} is not the local control plane's")
     pid = int(pidfile.read_text())
-    # Killed outright: a graceful stop drains watches for longer than the test should wait.
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -361,21 +376,42 @@ def test_a_child_deleted_right_after_an_apiserver_restart_is_recreated(
     cluster.create(model_deployment("restart", resources={"gpus": 0}))
     wait_for("Available", lambda: available(cluster, "restart"))
     expected = rendered(cluster, "restart")
-    log: Path = quick_resync.log
-    before = log.stat().st_size
-    _restart_apiserver()
+    with denials_expected(quick_resync.log, "apiserver-restart"):
+        _kill_and_restart("kube-apiserver")
     cluster.apps.delete_namespaced_deployment("restart", cluster.ns)
     converge("the Deployment recreated", lambda: matches(cluster, "restart", expected), limit=60)
     wait_for("Available", lambda: available(cluster, "restart"))
     assert len(cluster.apps.list_namespaced_deployment(cluster.ns).items) == 1
-    # A restarted API server refuses requests until its RBAC caches are filled: those
-    # denials are expected here. They move to a log of their own, so that the session's
-    # check for missing RBAC rules judges the rest.
-    text = log.read_bytes()
-    window = text[before:]
-    log.with_suffix(".apiserver-restart.log").write_bytes(window)
-    kept = b"\n".join(line for line in window.split(b"\n") if b" cannot " not in line)
-    log.write_bytes(text[:before] + kept)
+
+
+def test_children_are_repaired_after_an_etcd_restart(cluster: Cluster, quick_resync: Any) -> None:
+    cluster.create(model_deployment("etcd", resources={"gpus": 0}))
+    wait_for("Available", lambda: available(cluster, "etcd"))
+    expected = rendered(cluster, "etcd")
+    with denials_expected(quick_resync.log, "etcd-restart"):
+        _kill_and_restart("etcd")
+        wait_for("the API server serving again", lambda: cluster.deployment("etcd"), timeout=60)
+        cluster.core.delete_namespaced_service("etcd", cluster.ns)
+        cluster.core.delete_namespaced_config_map("etcd", cluster.ns)
+        converge(
+            "the Service and ConfigMap recreated", lambda: matches(cluster, "etcd", expected), 60
+        )
+        wait_for("Available", lambda: available(cluster, "etcd"))
+
+
+def test_a_drift_repair_interrupted_by_kill_9_completes_after_restart(
+    cluster: Cluster, quick_resync: Any
+) -> None:
+    cluster.create(model_deployment("interrupted", resources={"gpus": 0}))
+    wait_for("Available", lambda: available(cluster, "interrupted"))
+    expected = rendered(cluster, "interrupted")
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "runtime", "image": "x:1"}]}}}}
+    for _ in range(3):
+        cluster.apps.patch_namespaced_deployment("interrupted", cluster.ns, patch)
+        quick_resync.kill()  # as soon as the edit lands, mid-repair at the latest
+        quick_resync.start()
+        converge("the image restored", lambda: matches(cluster, "interrupted", expected), 60)
+    assert len(cluster.apps.list_namespaced_deployment(cluster.ns).items) == 1
 
 
 def test_fifty_rapid_spec_updates_converge_on_the_last(cluster: Cluster) -> None:
