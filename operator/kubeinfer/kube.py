@@ -71,6 +71,8 @@ class Kube:
             "ConfigMap": self._core.read_namespaced_config_map,
             "Service": self._core.read_namespaced_service,
             "Deployment": self._apps.read_namespaced_deployment,
+            "PersistentVolumeClaim": self._core.read_namespaced_persistent_volume_claim,
+            "Job": self._batch.read_namespaced_job,
         }[kind]
         try:
             response: Any = method(name, namespace, _preload_content=False)
@@ -102,7 +104,7 @@ class Kube:
         except ApiException as error:
             if error.status != 409:
                 raise
-        live = self.read_shared(kind, meta["namespace"], meta["name"])
+        live = self.read(kind, meta["namespace"], meta["name"])
         if live is None:
             return None  # deleted in between: the next reconcile creates it
         owners = {o.get("uid") for o in live["metadata"].get("ownerReferences") or ()}
@@ -120,22 +122,6 @@ class Kube:
                 )
             )
         return live
-
-    def read_shared(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        method = {
-            "PersistentVolumeClaim": self._core.read_namespaced_persistent_volume_claim,
-            "Job": self._batch.read_namespaced_job,
-        }[kind]
-        try:
-            response: Any = method(name, namespace, _preload_content=False)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        try:
-            return dict(json.loads(response.data))
-        finally:
-            response.release_conn()
 
     def log_tail(self, namespace: str, pod: str, container: str, lines: int) -> str:
         """The last lines of a container's log (the download's progress), "" when unreadable."""
