@@ -278,9 +278,19 @@ def custom_resource_definition() -> dict[str, Any]:
                             "required": ["spec"],
                             "x-kubernetes-validations": [_NAME_RULE],
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
+                                "apiVersion": {
+                                    "type": "string",
+                                    "description": f"The API version: {api.API_VERSION}.",
+                                },
+                                "kind": {
+                                    "type": "string",
+                                    "description": f"The kind: {api.KIND}.",
+                                },
+                                "metadata": {
+                                    "type": "object",
+                                    "description": "Standard object metadata; the name "
+                                    "names the children (Deployment, Service, ConfigMap).",
+                                },
                                 "spec": spec_schema(),
                                 "status": status_schema(),
                             },

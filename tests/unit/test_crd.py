@@ -44,3 +44,30 @@ def test_every_cel_message_names_the_field() -> None:
     walk(version["schema"])
     assert messages
     assert all(message.startswith(("spec.", "metadata.")) for message in messages)
+
+
+def _undescribed(node: dict[str, object], path: str) -> list[str]:
+    missing: list[str] = []
+    properties = node.get("properties", {})
+    assert isinstance(properties, dict)
+    for name, sub in properties.items():
+        if not sub.get("description"):
+            missing.append(f"{path}.{name}")
+        missing += _undescribed(sub, f"{path}.{name}")
+    for key, suffix in (("items", "[]"), ("additionalProperties", "{}")):
+        sub = node.get(key)
+        if isinstance(sub, dict):
+            missing += _undescribed(sub, path + suffix)
+    return missing
+
+
+def test_every_field_has_a_description_for_kubectl_explain() -> None:
+    (version,) = custom_resource_definition()["spec"]["versions"]
+    schema = version["schema"]["openAPIV3Schema"]
+    assert schema["description"]
+    assert _undescribed(schema, "") == []
+    # The walk itself finds a field without one.
+    assert _undescribed({"properties": {"a": {"items": {"properties": {"b": {}}}}}}, "") == [
+        ".a",
+        ".a[].b",
+    ]

@@ -271,6 +271,9 @@ class ModelCache(_Spec):
 
 
 class ModelSpec(_Spec):
+    """The model to serve: what it is (name or family, format, quantization, size) and where
+    its weights are."""
+
     name: str = Field(
         min_length=1,
         max_length=NAME_TEXT_MAX,
@@ -335,6 +338,8 @@ class ModelSpec(_Spec):
 
 
 class Resources(_Spec):
+    """What each replica gets; unset fields are chosen from the decision and the estimate."""
+
     gpus: int | None = Field(
         default=None,
         ge=0,
@@ -419,15 +424,25 @@ class KeySelector(_Spec):
 
 
 class FieldSelector(_Spec):
+    """A field of the pod (core/v1 ObjectFieldSelector)."""
+
     field_path: str = Field(
         alias="fieldPath", min_length=1, max_length=256, description="e.g. metadata.name"
     )
 
 
 class EnvVarSource(_Spec):
-    secret_key_ref: KeySelector | None = Field(default=None, alias="secretKeyRef")
-    config_map_key_ref: KeySelector | None = Field(default=None, alias="configMapKeyRef")
-    field_ref: FieldSelector | None = Field(default=None, alias="fieldRef")
+    """Where a variable's value comes from: exactly one source."""
+
+    secret_key_ref: KeySelector | None = Field(
+        default=None, alias="secretKeyRef", description="A key of a Secret (credentials)."
+    )
+    config_map_key_ref: KeySelector | None = Field(
+        default=None, alias="configMapKeyRef", description="A key of a ConfigMap."
+    )
+    field_ref: FieldSelector | None = Field(
+        default=None, alias="fieldRef", description="A field of the pod."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> EnvVarSource:
@@ -442,9 +457,17 @@ class EnvVarSource(_Spec):
 class EnvVar(_Spec):
     """core/v1 EnvVar for the runtime container (HF_TOKEN from a Secret, proxies, ...)."""
 
-    name: str = Field(min_length=1, max_length=256, pattern=ENV_NAME_PATTERN)
-    value: str | None = Field(default=None, max_length=32 * 1024)
-    value_from: EnvVarSource | None = Field(default=None, alias="valueFrom")
+    name: str = Field(
+        min_length=1, max_length=256, pattern=ENV_NAME_PATTERN, description="Variable name."
+    )
+    value: str | None = Field(
+        default=None,
+        max_length=32 * 1024,
+        description="A literal value (not for credentials: use valueFrom.secretKeyRef).",
+    )
+    value_from: EnvVarSource | None = Field(
+        default=None, alias="valueFrom", description="The value from a Secret, ConfigMap or field."
+    )
 
     @model_validator(mode="after")
     def _checked(self) -> EnvVar:
@@ -458,16 +481,27 @@ class EnvVar(_Spec):
 
 
 class EnvFromRef(_Spec):
-    name: ObjectName
-    optional: bool | None = None
+    """A Secret or ConfigMap in the ModelDeployment's namespace."""
+
+    name: ObjectName = Field(description="Its name.")
+    optional: bool | None = Field(default=None, description="Start even when it is missing.")
 
 
 class EnvFromSource(_Spec):
     """core/v1 EnvFromSource: every key of a Secret or ConfigMap as a variable."""
 
-    prefix: str | None = Field(default=None, max_length=256, pattern=ENV_NAME_PATTERN)
-    secret_ref: EnvFromRef | None = Field(default=None, alias="secretRef")
-    config_map_ref: EnvFromRef | None = Field(default=None, alias="configMapRef")
+    prefix: str | None = Field(
+        default=None,
+        max_length=256,
+        pattern=ENV_NAME_PATTERN,
+        description="Put before every key to make the variable's name.",
+    )
+    secret_ref: EnvFromRef | None = Field(
+        default=None, alias="secretRef", description="Every key of this Secret."
+    )
+    config_map_ref: EnvFromRef | None = Field(
+        default=None, alias="configMapRef", description="Every key of this ConfigMap."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> EnvFromSource:
@@ -477,6 +511,9 @@ class EnvFromSource(_Spec):
 
 
 class ModelDeploymentSpec(_Spec):
+    """What to serve and with what: the model, the engine (auto: kubeinfer decides from the
+    model and the nodes), its parameters, resources, replicas and node constraints."""
+
     model: ModelSpec
     engine: EngineChoice = Field(default="auto", description="auto or an engine name.")
     engine_params: dict[ParamName, JsonValue] = Field(
@@ -485,7 +522,10 @@ class ModelDeploymentSpec(_Spec):
         max_length=ENGINE_PARAMS_MAX,
         description="Passed to the engine; llama.cpp nested keys with dots (sampling.top_k).",
     )
-    resources: Resources = Resources()
+    resources: Resources = Field(
+        default=Resources(),
+        description="GPUs, GPU product, CPU and memory per replica; unset: chosen by kubeinfer.",
+    )
     replicas: int = Field(default=1, ge=0, le=REPLICAS_MAX, description="Number of serving pods.")
     node_selector: dict[LabelKey, LabelValue] = Field(
         default_factory=dict,
@@ -541,8 +581,8 @@ def engine_format_message(engine: str) -> str:
 class Candidate(_Observed):
     """One engine's line in the decision trace."""
 
-    engine: EngineName
-    matched: bool
+    engine: EngineName = Field(description="The engine.")
+    matched: bool = Field(description="Whether it can run the model on some class of nodes.")
     reason: str = Field(description="The rule that decided it.")
 
 
@@ -551,42 +591,81 @@ class Placement(_Observed):
 
     node_class: str = Field(alias="nodeClass", description="The chosen class of nodes.")
     nodes: int = Field(ge=0, description="Nodes in that class.")
-    node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector")
-    accelerator: Literal["cpu", "cuda", "metal"]
-    gpu_resource: str | None = Field(default=None, alias="gpuResource")
-    gpus_per_replica: int = Field(default=0, ge=0, alias="gpusPerReplica")
-    gpu_product: str | None = Field(default=None, alias="gpuProduct")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        alias="nodeSelector",
+        description="The labels the pods are pinned to (the class's and the spec's).",
+    )
+    accelerator: Literal["cpu", "cuda", "metal"] = Field(description="What the engine runs on.")
+    gpu_resource: str | None = Field(
+        default=None,
+        alias="gpuResource",
+        description="The extended resource requested for GPUs (e.g. nvidia.com/gpu).",
+    )
+    gpus_per_replica: int = Field(
+        default=0, ge=0, alias="gpusPerReplica", description="GPUs each replica requests."
+    )
+    gpu_product: str | None = Field(
+        default=None, alias="gpuProduct", description="The nodes' GPU product label."
+    )
 
 
 class Condition(_Observed):
     """The standard Kubernetes condition (metav1.Condition)."""
 
-    type: str
-    status: ConditionStatus
-    reason: str
-    message: str = ""
-    observed_generation: int | None = Field(default=None, alias="observedGeneration")
-    last_transition_time: str = Field(alias="lastTransitionTime")
+    type: str = Field(
+        description="EngineSelected, Available, Progressing, Degraded, Ready or ModelCache."
+    )
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(description="A CamelCase reason for the last transition.")
+    message: str = Field(default="", description="What happened, for people; often the fix.")
+    observed_generation: int | None = Field(
+        default=None,
+        alias="observedGeneration",
+        description="The metadata.generation the condition was set from.",
+    )
+    last_transition_time: str = Field(
+        alias="lastTransitionTime", description="When the status last changed (RFC 3339)."
+    )
 
 
 class ModelDeploymentStatus(_Observed):
-    engine: EngineName | None = None
+    """What the operator observed: the engine it chose and why, where the pods run, the
+    endpoint, replica counts and conditions."""
+
+    engine: EngineName | None = Field(
+        default=None, description="The chosen engine; unset while none can run the model."
+    )
     decided_for: str | None = Field(
         default=None,
         alias="decidedFor",
         description="Fingerprint of the spec fields the decision reads (all but replicas); "
         "the engine is kept while it matches, so new nodes or scaling never switch engines.",
     )
-    candidates: tuple[Candidate, ...] = ()
-    placement: Placement | None = None
-    endpoint: str | None = None
-    replicas: int = 0
-    ready_replicas: int = Field(default=0, alias="readyReplicas")
+    candidates: tuple[Candidate, ...] = Field(
+        default=(), description="The decision trace: every engine, matched or not, and why."
+    )
+    placement: Placement | None = Field(default=None, description="Where the engine runs.")
+    endpoint: str | None = Field(
+        default=None, description="The OpenAI-compatible base URL of the Service."
+    )
+    replicas: int = Field(default=0, description="Pods the Deployment has (its status.replicas).")
+    ready_replicas: int = Field(
+        default=0, alias="readyReplicas", description="Pods that pass their readiness probe."
+    )
     selector: str | None = Field(
         default=None, description="Label selector of the pods (for the scale subresource)."
     )
-    observed_generation: int | None = Field(default=None, alias="observedGeneration")
-    conditions: tuple[Condition, ...] = ()
+    observed_generation: int | None = Field(
+        default=None,
+        alias="observedGeneration",
+        description="The metadata.generation this status was computed from.",
+    )
+    conditions: tuple[Condition, ...] = Field(
+        default=(),
+        description="EngineSelected, Available, Progressing, Degraded and Ready (like a "
+        "Deployment's), and ModelCache with spec.model.cache.",
+    )
 
 
 # Children (the Service above all) are named after the ModelDeployment, so its name must
