@@ -234,3 +234,20 @@ def test_env_env_from_and_pull_secrets_reach_the_runtime_container(
     assert pod["imagePullSecrets"] == [{"name": "registry"}]
     assert "HF_TOKEN" not in cm["data"]["runtime.yaml"]
     kubernetes_validate.validate(dep, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("example", "port_name"),
+    [("gguf-cpu", "http"), ("vllm-h100", "http"), ("transformers-fallback", "metrics")],
+)
+def test_scrape_annotations_name_a_port_that_serves_metrics(
+    example: str, port_name: str, example_nodes: list[dict[str, Any]]
+) -> None:
+    # transformers serves no /metrics of its own: the runtime's port instead.
+    template = render(example, example_nodes)[2]["spec"]["template"]
+    annotations = template["metadata"]["annotations"]
+    (container,) = template["spec"]["containers"]
+    ports = {p["name"]: str(p["containerPort"]) for p in container["ports"]}
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert annotations["prometheus.io/port"] == ports[port_name]

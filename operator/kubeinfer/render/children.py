@@ -55,6 +55,9 @@ _STARTUP_SECONDS = {
 _STARTUP_PERIOD = 2
 # Engines whose workers talk through shared memory (NCCL, torch multiprocessing).
 _SHM_ENGINES = frozenset({"vllm", "sglang"})
+# Engines without a /metrics of their own (transformers serve, mlx_lm.server): the
+# prometheus.io annotations, which name one port, point at the runtime's metrics instead.
+_ENGINES_WITHOUT_METRICS = frozenset({"transformers", "mlx"})
 
 
 def selector_labels(name: str) -> dict[str, str]:
@@ -138,7 +141,7 @@ def deployment(md: ModelDeployment, decision: Decision, images: ImageSettings) -
     # The hash covers the runtime config too: a ConfigMap change alone must roll the pods.
     digest_input = {"template": template, "config": config_map(md, decision)["data"]}
     digest = hashlib.sha256(json.dumps(digest_input, sort_keys=True).encode()).hexdigest()[:16]
-    template["metadata"]["annotations"] = {POD_TEMPLATE_HASH: digest}
+    template["metadata"]["annotations"][POD_TEMPLATE_HASH] = digest
     spec: dict[str, Any] = {
         "replicas": md.spec.replicas,
         "selector": {"matchLabels": selector_labels(md.metadata.name)},
@@ -229,7 +232,21 @@ def _pod_template(
         spec["affinity"] = json.loads(json.dumps(plan.affinity))
     if plan.tolerations:
         spec["tolerations"] = [pod_toleration(t) for t in plan.tolerations]
-    return {"metadata": {"labels": labels(md, engine)}, "spec": spec}
+    return {
+        "metadata": {"labels": labels(md, engine), "annotations": scrape_annotations(engine)},
+        "spec": spec,
+    }
+
+
+def scrape_annotations(engine: str) -> dict[str, str]:
+    """The prometheus.io/* convention, for Prometheus set up without the Prometheus
+    Operator's PodMonitor: the engine's own metrics where it serves them."""
+    port = METRICS_PORT if engine in _ENGINES_WITHOUT_METRICS else HTTP_PORT
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port),
+        "prometheus.io/path": "/metrics",
+    }
 
 
 def pod_toleration(toleration: Toleration) -> dict[str, Any]:
