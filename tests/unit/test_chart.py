@@ -444,8 +444,14 @@ def test_metrics_service_and_service_monitor() -> None:
     assert service["spec"]["ports"] == [
         {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
     ]
-    pod_labels = by_kind(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
-    assert service["spec"]["selector"].items() <= pod_labels.items()
+    pod_metadata = by_kind(docs, "Deployment")["spec"]["template"]["metadata"]
+    assert service["spec"]["selector"].items() <= pod_metadata["labels"].items()
+    # Without the Prometheus Operator: the prometheus.io/* annotations name the same port.
+    assert {k: v for k, v in pod_metadata["annotations"].items() if "prometheus.io" in k} == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9090",
+        "prometheus.io/path": "/metrics",
+    }
     monitor = by_kind(docs, "ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert (
