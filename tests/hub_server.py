@@ -138,6 +138,8 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
                 start = int(ranged.group(1))
             part = data[start:]
             self.send_response(206 if start else 200)
+            if start:
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
             self.send_header("X-Repo-Commit", repo.commit)
             self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
             self.send_header("Content-Length", str(len(part) if body else len(data)))
@@ -146,7 +148,10 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
                 step = 64 * 1024
                 for offset in range(0, len(part), step):
                     chunk = part[offset : offset + step]
-                    self.wfile.write(chunk)
+                    try:
+                        self.wfile.write(chunk)
+                    except (BrokenPipeError, ConnectionResetError):
+                        return  # the client is gone (a killed fetch)
                     hub.served[key] += len(chunk)
                     if hub.rate:
                         time.sleep(len(chunk) / hub.rate)

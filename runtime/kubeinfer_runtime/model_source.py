@@ -2,10 +2,12 @@
 
 ``hf://org/repo[@revision][/file]`` is fetched into ``cacheDir/org/repo[@revision]`` before
 the engine starts, with the credentials of the pod's environment (``HF_TOKEN``, which
-huggingface_hub reads; ``HF_ENDPOINT`` for a mirror). A dropped connection resumes where it
-stopped (huggingface_hub, within one download; since 2.x a new process starts a partial file
-again), transient errors are retried with backoff, files already complete on the volume are
-not fetched again, and progress goes to the log every few seconds. A completed fetch leaves
+huggingface_hub reads; ``HF_ENDPOINT`` for a mirror). Each file is written to a partial file on
+the volume and continued with an HTTP Range request after a dropped connection or a restarted
+pod (huggingface_hub 2.x names its partial file per process and deletes it when a download
+fails, so a new process would start the file again). Transient errors are retried with
+backoff, files already complete on the volume are not fetched again, and progress goes to the
+log every few seconds. A completed fetch leaves
 a marker so that a restarted pod can start from the volume while the hub is down; without
 it an unreachable hub is a clear error, never a silent start from a half-filled folder. The
 hub's refusals (no token for a gated repo, no such repo, revision or file) and a full disk
@@ -15,7 +17,9 @@ each get a message that says what to change.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +34,8 @@ from .metrics import RuntimeMetrics
 
 log = get_logger("model")
 
-MARKER_DIR = ".kubeinfer"  # completion markers, beside huggingface_hub's own .cache
+MARKER_DIR = ".kubeinfer"  # completion markers and partial files (not the model's files)
+PARTIAL_DIR = "partial"  # under MARKER_DIR: <commit>/<path in the repo>, the bytes so far
 # Waits before each retry of a transient hub error (connection, timeout, 429, 5xx).
 RETRY_DELAYS: tuple[float, ...] = (1, 2, 4, 8, 16, 30)
 PROGRESS_SECONDS = 5.0  # at most one progress line this often
@@ -153,7 +158,7 @@ def fetch_from_hub(ref: HubRef, cache_dir: Path, metrics: RuntimeMetrics) -> Pat
     target = local_dir / ref.filename if ref.filename else local_dir
     where = f"cannot fetch {ref.uri()} from {hub_endpoint()}"
     try:
-        files = _with_retries(lambda: _files(ref))
+        commit, files = _with_retries(lambda: _files(ref))
     except _Unreachable as err:
         if marker.exists():
             log.warning("%s; using the copy fetched earlier in %s", err, target)
@@ -165,54 +170,101 @@ def fetch_from_hub(ref: HubRef, cache_dir: Path, metrics: RuntimeMetrics) -> Pat
     except Exception as err:
         raise ModelSourceError(f"{where}: {_refusal(ref, err)}") from err
     total = sum(size for _, size in files)
-    before = _size(target)
     start = time.monotonic()
     progress = _Progress(ref.uri(), total)
     log.info(
         "fetching %s (%d files, %.1f MiB) into %s", ref.uri(), len(files), total / 2**20, local_dir
     )
+    _drop_partials_except(local_dir, commit)
     try:
-        for name, _ in files:
-            _with_retries(partial(_download, ref, name, local_dir, progress))
+        for name, size in files:
+            _with_retries(partial(_download, ref, commit, name, size, local_dir, progress))
     except Exception as err:
         raise ModelSourceError(f"{where}: {_refusal(ref, err)}") from err
-    fetched = max(_size(target) - before, 0)
-    metrics.fetch_bytes.inc(fetched)
+    metrics.fetch_bytes.inc(progress.received)
     metrics.fetch_seconds.set(time.monotonic() - start)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
-    log.info("fetched %.1f MiB in %.1f s", fetched / 2**20, time.monotonic() - start)
+    log.info("fetched %.1f MiB in %.1f s", progress.received / 2**20, time.monotonic() - start)
     return target
 
 
-def _files(ref: HubRef) -> list[tuple[str, int]]:
-    """(path in the repo, size) of what to fetch; raises the hub's error when it refuses."""
+def _files(ref: HubRef) -> tuple[str, list[tuple[str, int]]]:
+    """The commit the revision points to, and (path in the repo, size) of what to fetch;
+    raises the hub's error when it refuses."""
     from huggingface_hub import HfApi
 
     info = HfApi(endpoint=hub_endpoint()).model_info(
         ref.repo_id, revision=ref.revision, files_metadata=True, timeout=10
     )
+    commit = info.sha or ref.revision or "main"
     siblings = {s.rfilename: s.size or 0 for s in info.siblings or ()}
     if ref.filename:
         if ref.filename not in siblings:
             raise FileNotFoundError(ref.filename)
-        return [(ref.filename, siblings[ref.filename])]
-    return sorted(siblings.items())
+        return commit, [(ref.filename, siblings[ref.filename])]
+    return commit, sorted(siblings.items())
 
 
-def _download(ref: HubRef, name: str, local_dir: Path, progress: _Progress) -> Path:
-    from huggingface_hub import hf_hub_download
+def _partials(local_dir: Path) -> Path:
+    return local_dir / MARKER_DIR / PARTIAL_DIR
 
-    return Path(
+
+def _drop_partials_except(local_dir: Path, commit: str) -> None:
+    """Bytes of another commit (a branch that moved since) cannot be continued."""
+    for old in _partials(local_dir).glob("*"):
+        if old.name != commit:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _download(
+    ref: HubRef, commit: str, name: str, size: int, local_dir: Path, progress: _Progress
+) -> None:
+    """One file into ``local_dir``, continued from the bytes an earlier attempt left."""
+    from huggingface_hub import constants, hf_hub_download, hf_hub_url
+    from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils._headers import build_hf_headers  # utils re-exports it lazily
+
+    final = local_dir / name
+    if final.is_file() and final.stat().st_size == size:
+        progress.add(size)  # fetched by an earlier attempt
+        return
+    if size > constants.MAX_HTTP_DOWNLOAD_SIZE:
+        # The hub serves files this large only through Xet (hf_xet), whose partial files do
+        # not outlive the process: such a file starts again after a restart.
         hf_hub_download(
             ref.repo_id,
             name,
-            revision=ref.revision,
+            revision=commit,
             local_dir=local_dir,
             endpoint=hub_endpoint(),
             tqdm_class=cast(Any, progress.bar),
         )
-    )
+        return
+    part = _partials(local_dir) / commit / name
+    part.parent.mkdir(parents=True, exist_ok=True)
+    with part.open("ab") as out:
+        fcntl.flock(out, fcntl.LOCK_EX)  # one writer, should two pods share the volume
+        kept = out.tell()
+        if kept > size:  # not a prefix of this file
+            out.truncate(0)
+            kept = 0
+        if kept:
+            log.info("continuing %s from %.1f/%.1f MiB", name, kept / 2**20, size / 2**20)
+        if kept == size:
+            progress.add(size)
+        else:
+            # The commit, not the branch, in the URL: the bytes continued are the same file's.
+            http_get(
+                hf_hub_url(ref.repo_id, name, revision=commit, endpoint=hub_endpoint()),
+                out,
+                resume_size=kept,
+                headers=build_hf_headers(),
+                expected_size=size or None,
+                tqdm_class=cast(Any, progress.bar),
+            )
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(part, final)
 
 
 class _Unreachable(Exception):
@@ -284,10 +336,11 @@ def _refusal(ref: HubRef, err: BaseException) -> str:
 
 
 class _Progress:
-    """Bytes fetched across the files of one fetch, logged every PROGRESS_SECONDS."""
+    """Bytes on the volume across the files of one fetch, logged every PROGRESS_SECONDS;
+    ``received``: those this process received."""
 
     def __init__(self, what: str, total: int) -> None:
-        self.what, self.total, self.done = what, total, 0
+        self.what, self.total, self.done, self.received = what, total, 0, 0
         self.last = time.monotonic()
 
     def add(self, count: int) -> None:
@@ -323,15 +376,4 @@ class _Bar:
 
     def update(self, count: int) -> None:
         self.progress.add(count)
-
-
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    if path.is_dir():
-        return sum(
-            p.stat().st_size
-            for p in path.rglob("*")
-            if p.is_file() and not {".cache", MARKER_DIR} & set(p.parts)
-        )
-    return 0
+        self.progress.received += count

@@ -255,3 +255,84 @@ def test_a_prefetched_cache_is_read_without_the_hub(hub: Hub, tmp_path: Path) ->
     requests = len(hub.requests)
     assert resolve(source, RuntimeMetrics()) == cache / "org" / "open@v1" / "m.gguf"
     assert len(hub.requests) == requests  # no call to the hub at all
+
+
+FETCH_IN_A_PROCESS = (
+    "import sys\n"
+    "from kubeinfer.runtime_config import ModelSource\n"
+    "from kubeinfer_runtime.metrics import RuntimeMetrics\n"
+    "from kubeinfer_runtime.model_source import resolve\n"
+    "resolve(ModelSource(name='m', uri=sys.argv[1], cacheDir=sys.argv[2]), RuntimeMetrics())\n"
+)
+
+
+def test_a_download_killed_halfway_continues_after_a_restart(hub: Hub, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    # Bigger than huggingface_hub's 10 MiB read chunk, so that the killed process has written
+    # some of it; sent slowly, so that it is killed halfway.
+    size = 24 * 2**20
+    folder = tmp_path / "big"
+    folder.mkdir()
+    (folder / "m.gguf").write_bytes(os.urandom(size))
+    hub.repos["org/big"] = Repo(folder)
+    hub.rate = 8 * 2**20
+    cache = tmp_path / "cache"
+    first = subprocess.Popen([*python_c(FETCH_IN_A_PROCESS), "hf://org/big/m.gguf", str(cache)])
+    deadline = time.monotonic() + 60
+    while hub.bytes_served() < 14 * 2**20 and first.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)  # as a node losing the pod: nothing runs after it
+    first.wait()
+    kept = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file())
+    assert 0 < kept < size
+    hub.rate = None
+    hub.served.clear()
+    path = fetch("hf://org/big/m.gguf", cache)
+    assert path.read_bytes() == (folder / "m.gguf").read_bytes()
+    assert hub.bytes_served() == size - kept  # only what the volume did not have
+    assert not any(p.name.endswith(".part") or ".incomplete" in p.name for p in cache.rglob("*"))
+
+
+def test_partial_files_continue_only_for_the_same_commit(hub: Hub, tmp_path: Path) -> None:
+    commit = hub.repos["org/open"].commit
+    partials = tmp_path / "cache" / "org" / "open" / ".kubeinfer" / "partial"
+    (partials / commit).mkdir(parents=True)
+    (partials / commit / "m.gguf").write_bytes(b"G" * 100_000)
+    (partials / "0ld").mkdir()  # the branch pointed elsewhere then
+    (partials / "0ld" / "m.gguf").write_bytes(b"X" * 100_000)
+    path = fetch("hf://org/open", tmp_path / "cache", "m.gguf")
+    assert path.read_bytes() == b"G" * 300_000
+    assert hub.bytes_served() == 200_000
+    assert f"GET /org/open/resolve/{commit}/m.gguf" in hub.requests
+    assert list(partials.iterdir()) == [partials / commit]
+    # A partial file longer than the file is not a prefix of it: fetched whole.
+    (partials / commit / "m.gguf").write_bytes(b"G" * 400_000)
+    path.unlink()
+    fetch("hf://org/open", tmp_path / "cache", "m.gguf")
+    assert path.read_bytes() == b"G" * 300_000
+    assert hub.bytes_served() == 500_000
+
+
+def test_files_too_big_for_plain_http_go_through_huggingface_hub(
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    # The hub serves files over 50 GB only through Xet (hf_xet), which the stand-in does not
+    # speak: this checks the routing.
+    monkeypatch.setattr(constants, "MAX_HTTP_DOWNLOAD_SIZE", 1000)
+    calls: list[tuple[str, str | None]] = []
+
+    def download(repo_id: str, name: str, *, revision: str | None, **_: object) -> str:
+        calls.append((name, revision))
+        return ""
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    fetch("hf://org/open", tmp_path / "cache")
+    commit = hub.repos["org/open"].commit
+    assert calls == [("m.gguf", commit)]
+    assert hub.bytes_served() == 2 + 8  # config.json and sub/tokenizer.json, over plain HTTP
