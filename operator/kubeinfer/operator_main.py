@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 
 import kopf
+from kopf._core.actions import execution
+from kopf._core.intents import handlers as kopf_handlers
 
 from kubeinfer import handlers  # noqa: F401  (importing registers the kopf handlers)
+from kubeinfer.logs import Context, OperatorFormatter
 from kubeinfer.redact import RedactingFilter
 from kubeinfer.render import ImageSettings
 
@@ -24,6 +27,24 @@ class _QuietWatchHandlers(logging.Filter):
         return not record.getMessage().startswith(self.NOISY)
 
 
+def kopf_context() -> Context:
+    """The object and handler kopf is running in this task (kopf 1.45's context variables,
+    which it sets around each handler call). Indexing handlers are left out: kubeinfer starts
+    long-lived tasks from them (the resync loop), which would inherit their first object."""
+    handler = execution.handler_var.get(None)
+    cause = execution.cause_var.get(None)
+    if handler is None or isinstance(handler, kopf_handlers.IndexingHandler):
+        return None, None
+    body = getattr(cause, "body", None) or {}
+    metadata = body.get("metadata", {})
+    ref = {
+        "kind": body.get("kind"),
+        "namespace": metadata.get("namespace"),
+        "name": metadata.get("name"),
+    }
+    return ref, str(handler.id)
+
+
 def run_operator(
     *,
     namespaces: list[str],
@@ -35,6 +56,7 @@ def run_operator(
 ) -> None:
     kopf.configure(log_format=kopf.LogFormat.PLAIN)
     for handler in logging.getLogger().handlers:
+        handler.setFormatter(OperatorFormatter(kopf_context))
         handler.addFilter(_QuietWatchHandlers())
         handler.addFilter(RedactingFilter())
     kopf.run(
