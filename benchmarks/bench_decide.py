@@ -1,7 +1,7 @@
 """Time of one engine decision over 1,000 nodes (goal: under 5 ms), with a 10-node baseline.
 
-Nodes are the example cluster (examples/nodes.yaml) repeated with unique names, so the
-classes are the real ones and the per-node work (facts, grouping) is what grows.
+Nodes are the simulated cluster (hack/controlplane/sample-nodes.yaml) repeated with unique
+names, so the classes are the real ones and the per-node work (facts, grouping) is what grows.
 
     .venv/bin/python benchmarks/bench_decide.py [--runs 200]
 """
@@ -31,7 +31,8 @@ SPECS = {
 
 
 def cluster(size: int) -> list[dict[str, Any]]:
-    template = yaml.safe_load((ROOT / "examples" / "nodes.yaml").read_text())["items"]
+    sample = ROOT / "hack" / "controlplane" / "sample-nodes.yaml"
+    template = yaml.safe_load(sample.read_text())["items"]
     nodes = []
     for index in range(size):
         node = copy.deepcopy(template[index % len(template)])

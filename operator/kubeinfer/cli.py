@@ -4,8 +4,10 @@
   kubeinfer render  -f model.yaml [--nodes nodes.yaml | --kubeconfig PATH]
   kubeinfer crd     [-o FILE_OR_DIR]
 
-Nodes come from --nodes FILE, or else from the cluster: --kubeconfig PATH, $KUBECONFIG, or
-~/.kube/config, the current context (as kubectl). `-f -` reads the manifest from stdin.
+Nodes come from --nodes FILE (as `kubectl get nodes -o yaml` prints them; the local
+cluster's are in hack/controlplane/sample-nodes.yaml), or else from the cluster: --kubeconfig
+PATH, $KUBECONFIG, or ~/.kube/config, the current context (as kubectl). `-f -` reads the
+manifest from stdin.
 
 Exit codes: 0 done, 1 the API server cannot be reached (one line says why), 2 invalid input
 (the message names the field; for explain also engineParams the engine's parser refuses),

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from unit_helpers import EXAMPLES
+from unit_helpers import EXAMPLES, SAMPLE_NODES
 
 from kubeinfer.cli import EXIT_NO_ENGINE, EXIT_UNREACHABLE, main
 from kubeinfer.crd import crd_yaml
 
-NODES = str(EXAMPLES / "nodes.yaml")
+NODES = str(SAMPLE_NODES)
 
 
 def test_explain_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -88,7 +88,7 @@ def test_missing_file_and_wrong_kind_exit_2(
 def test_nodes_as_a_plain_list_or_multi_document(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (node_list,) = yaml.safe_load_all((EXAMPLES / "nodes.yaml").read_text())
+    (node_list,) = yaml.safe_load_all(SAMPLE_NODES.read_text())
     as_list = tmp_path / "list.yaml"
     as_list.write_text(yaml.safe_dump(node_list["items"]))
     multi = tmp_path / "multi.yaml"

@@ -9,6 +9,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
+# The simulated cluster as Node objects (kubeinfer explain --nodes); not an example to apply.
+SAMPLE_NODES = ROOT / "hack" / "controlplane" / "sample-nodes.yaml"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 # The Kubernetes version the project pins (hack/controlplane/versions.env); kubernetes-validate
 # ships schemas for exactly this minor version.
