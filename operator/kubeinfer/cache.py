@@ -5,6 +5,12 @@ bytes done and in all, from the progress lines at the tail of its log),
 `Ready` once it has succeeded (the engine's Deployment is created only then), and
 `DownloadFailed` with the runtime's own message (from the pod's termination message: no
 token for a gated repo, no such repo, revision or file, a full volume) when it has failed.
+
+A failed Job runs again on a timer (`next_try`): 1 min after its first failure, then 2, 4 …
+up to 30 min. A refusal that cannot heal by itself (401/403: a gated repo without a token or
+with one not allowed; 404: no such repo, revision or file; a full volume) waits the longest,
+30 min, from the first failure: the operator reads no Secrets, so a fixed token is noticed
+only by trying. Deleting the Job, or any spec change, tries at once.
 """
 
 from __future__ import annotations
@@ -12,11 +18,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubeinfer import conditions as cond
 from kubeinfer.api.v1alpha1 import Condition, ConditionStatus
+from kubeinfer.render.cache import ATTEMPT_ANNOTATION
 from kubeinfer.workload import PodSummary
 
 # The runtime's progress lines (kubeinfer_runtime.model_source): the first names the total,
@@ -24,6 +31,19 @@ from kubeinfer.workload import PodSummary
 _STARTED = re.compile(r"fetching \S+ \(\d+ files, ([\d.]+) MiB\)")
 _DONE = re.compile(r"fetching \S+: ([\d.]+/[\d.]+ MiB(?: \(\d+%\))?)")
 PROGRESS_LINES = 20
+PROGRESS_SECONDS = 5.0  # how often a running download's progress is read
+RETRY_FIRST_SECONDS = 60.0
+RETRY_MAX_SECONDS = 1800.0
+# The runtime's words (kubeinfer_runtime.model_source) for refusals that trying again, with
+# the same spec and token, cannot change.
+_PERMANENT = (
+    " is gated and ",  # 401 GatedRepo
+    "the hub refused access (",  # 401/403
+    "no repo ",  # 404 RepoNotFound
+    " has no revision ",  # 404 RevisionNotFound
+    " has no file ",  # 404 EntryNotFound
+    "the model volume is full",  # ENOSPC: only a bigger spec.model.cache.size helps
+)
 
 
 def progress(log: str) -> str | None:
@@ -42,20 +62,55 @@ class JobSummary:
     succeeded: bool
     failed: bool
     message: str  # the Job controller's word when it failed
+    uid: str = ""
+    attempt: int = 1  # runs of the download so far, this Job included
+    failed_at: datetime | None = None
 
 
 def summarize_job(body: Mapping[str, Any]) -> JobSummary:
-    status = body.get("status") or {}
+    meta, status = body.get("metadata") or {}, body.get("status") or {}
     finished = {
         c.get("type"): c for c in status.get("conditions") or () if c.get("status") == "True"
     }
     failed = finished.get("Failed") or {}
+    attempt = str((meta.get("annotations") or {}).get(ATTEMPT_ANNOTATION, "1"))
+    when = failed.get("lastTransitionTime") or meta.get("creationTimestamp")
     return JobSummary(
-        name=str((body.get("metadata") or {}).get("name", "")),
+        name=str(meta.get("name", "")),
         succeeded="Complete" in finished or int(status.get("succeeded") or 0) > 0,
         failed=bool(failed),
         message=str(failed.get("message") or failed.get("reason") or ""),
+        uid=str(meta.get("uid", "")),
+        attempt=int(attempt) if attempt.isdigit() and int(attempt) > 0 else 1,
+        failed_at=datetime.fromisoformat(when) if failed and when else None,
     )
+
+
+def failure(job: JobSummary, pods: Iterable[PodSummary]) -> str:
+    """Why the download failed: the runtime's word, else the Job controller's."""
+    found = next((p.failure for p in sorted(pods, key=lambda p: p.name) if p.failure), None)
+    return found or job.message or "the download Job failed"
+
+
+def permanent(why: str) -> bool:
+    """A refusal that the same spec and token meet again, however often tried."""
+    return any(words in why for words in _PERMANENT)
+
+
+@dataclass(frozen=True)
+class NextTry:
+    delay: float  # seconds after the failure
+    at: datetime
+
+
+def next_try(job: JobSummary, why: str, now: datetime) -> NextTry:
+    """When a failed download Job runs again: 1, 2, 4 … 30 min after it failed (doubling with
+    each run), a permanent refusal only after 30 min."""
+    if permanent(why):
+        delay = RETRY_MAX_SECONDS
+    else:
+        delay = min(RETRY_FIRST_SECONDS * 2 ** (job.attempt - 1), RETRY_MAX_SECONDS)
+    return NextTry(delay, (job.failed_at or now) + timedelta(seconds=delay))
 
 
 def cache_condition(
@@ -75,15 +130,20 @@ def cache_condition(
 
     if job is not None and job.succeeded:
         return made("True", cond.CACHE_READY, f"{uri} is in PersistentVolumeClaim {name}")
-    failure = next((p.failure for p in sorted(pods, key=lambda p: p.name) if p.failure), None)
+    pods = sorted(pods, key=lambda p: p.name)
     if job is not None and job.failed:
-        why = failure or job.message or "the download Job failed"
+        why = failure(job, pods)
+        retry = next_try(job, why, now)
+        # Said from the failure, not from now: the message stays the same until the next run.
         return made(
             "False",
             cond.DOWNLOAD_FAILED,
-            f"Job {name}: {why} (then delete the Job, or change the spec, to try again)",
+            f"Job {name}: {why} (retrying in {retry.delay:.0f} s from the failure, at "
+            f"{retry.at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}; delete the Job, or change the "
+            "spec, to try at once)",
         )
-    if failure:
-        return made("False", cond.DOWNLOADING, f"Job {name} is retrying: {failure}")
+    retrying = next((p.failure for p in pods if p.failure), None)
+    if retrying:
+        return made("False", cond.DOWNLOADING, f"Job {name} is retrying: {retrying}")
     so_far = f": {done}" if done else ""
     return made("False", cond.DOWNLOADING, f"Job {name} is fetching {uri} into the claim{so_far}")

@@ -54,8 +54,6 @@ RETRY_MAX_SECONDS = 300.0
 # Every ModelDeployment's children are read from the API this often (each at its own random
 # moment within the period), in case the watches missed an event.
 RESYNC_SECONDS = 300.0
-# While a model cache is being filled, its progress is read this often.
-PROGRESS_SECONDS = 5.0
 logger = logging.getLogger(__name__)
 
 
@@ -78,6 +76,8 @@ class Controller:
     verify: set[Key] = field(default_factory=set)  # ... that read the children from the API
     failures: dict[Key, int] = field(default_factory=dict)  # failed refreshes in a row
     retries: dict[Key, asyncio.Task[None]] = field(default_factory=dict)  # their next tries
+    # Refreshes a reconcile asked for later (Outcome.requeue_after), one per ModelDeployment.
+    timers: dict[Key, asyncio.Task[None]] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)  # keeps them referenced
     resync_seconds: float = RESYNC_SECONDS
     resync: asyncio.Task[None] | None = None
@@ -309,6 +309,7 @@ async def forget_deleted(
         ctl.locks.pop(key, None)
         ctl.failures.pop(key, None)
         _cancel_retry(ctl, key)
+        _cancel_timer(ctl, key)
 
 
 async def _reevaluate_waiting(ctl: Controller, indexes: dict[str, Any]) -> None:
@@ -407,6 +408,28 @@ def _retry_later(
     ctl.retries[key] = asyncio.create_task(later())
 
 
+def _look_again(ctl: Controller, key: Key, indexes: dict[str, Any], after: float | None) -> None:
+    """One refresh `after` seconds from now, apart from the event queue (a wait of minutes
+    must not hold back the refreshes that events queue); the latest reconcile's wish
+    replaces an earlier one, None cancels it."""
+    _cancel_timer(ctl, key)
+    if after is None:
+        return
+
+    async def later() -> None:
+        await asyncio.sleep(after)
+        ctl.timers.pop(key, None)
+        _queue_refresh(ctl, key, indexes, trigger="timer", settle=0)
+
+    ctl.timers[key] = asyncio.create_task(later())
+
+
+def _cancel_timer(ctl: Controller, key: Key) -> None:
+    timer = ctl.timers.pop(key, None)
+    if timer is not None:
+        timer.cancel()
+
+
 def _cancel_retry(ctl: Controller, key: Key) -> None:
     retry = ctl.retries.pop(key, None)
     if retry is not None:
@@ -470,8 +493,7 @@ async def _run(
         result = "error" if outcome.problem else "changed" if changed else "unchanged"
         metrics.RECONCILES.labels(result, trigger).inc()
         ctl.statuses[key] = outcome.status
-        if outcome.downloading:
-            _queue_refresh(ctl, key, indexes, trigger="progress", settle=PROGRESS_SECONDS)
+        _look_again(ctl, key, indexes, outcome.requeue_after)
         if outcome.problem is None:
             ctl.failures.pop(key, None)
             _cancel_retry(ctl, key)

@@ -136,16 +136,23 @@ class Kube:
             # never a reason for a reconcile to fail.
             return ""
 
-    def delete_job(self, namespace: str, name: str) -> None:
-        """Deletes a Job and its pods (a failed download, to run it again)."""
+    def delete_job(self, namespace: str, name: str, uid: str) -> None:
+        """Deletes that Job (by uid) and its pods (a failed download, to run it again); gone
+        or replaced already is fine."""
         try:
             _release(
                 self._batch.delete_namespaced_job(
-                    name, namespace, propagation_policy="Background", _preload_content=False
+                    name,
+                    namespace,
+                    body=client.V1DeleteOptions(
+                        propagation_policy="Background",
+                        preconditions=client.V1Preconditions(uid=uid),
+                    ),
+                    _preload_content=False,
                 )
             )
         except ApiException as error:
-            if error.status != 404:
+            if error.status not in (404, 409):
                 raise
 
     def reclaim_fields(self, obj: Mapping[str, Any]) -> None:

@@ -26,7 +26,15 @@ from kubeinfer.api.v1alpha1 import (
     ModelDeployment,
     ModelDeploymentStatus,
 )
-from kubeinfer.cache import PROGRESS_LINES, JobSummary, cache_condition, progress
+from kubeinfer.cache import (
+    PROGRESS_LINES,
+    PROGRESS_SECONDS,
+    JobSummary,
+    cache_condition,
+    failure,
+    next_try,
+    progress,
+)
 from kubeinfer.decide import decide_for_classes, fingerprint
 from kubeinfer.drift import Action, ChildState, child_state, plan_child
 from kubeinfer.kube import Kube, api_message
@@ -34,7 +42,7 @@ from kubeinfer.nodes import NodeClass
 from kubeinfer.params.check import describe as describe_params
 from kubeinfer.params.check import problems as param_problems
 from kubeinfer.render import ImageSettings, children
-from kubeinfer.render.cache import FETCH_CONTAINER
+from kubeinfer.render.cache import FETCH_CONTAINER, numbered
 from kubeinfer.render.children import POD_TEMPLATE_HASH, model_cache
 from kubeinfer.status import (
     ChildProblem,
@@ -56,7 +64,9 @@ class Outcome:
     status: ModelDeploymentStatus
     status_written: bool
     problem: ChildProblem | None = None  # a child left as it is: try again later
-    downloading: bool = False  # the model cache is being filled: look again for progress
+    # Look again after this many seconds (the model cache's progress, a failed download's
+    # next run), whatever the events.
+    requeue_after: float | None = None
 
 
 def reconcile(
@@ -101,12 +111,13 @@ def reconcile(
     desired_hash = None
     applied, problem = False, None
     cache: Condition | None = None
+    requeue_after = None
     if decision.engine is not None:
         objects: Sequence[Mapping[str, Any]] = children(md, decision, images)
         desired_hash = objects[2]["spec"]["template"]["metadata"]["annotations"][POD_TEMPLATE_HASH]
         shared = model_cache(md, decision, images)
         if shared is not None:
-            cache, problem = _ensure_cache(
+            cache, problem, requeue_after = _ensure_cache(
                 kube, md, shared, cache_job, cache_pods, apply_always, now
             )
             if cache.status != "True":
@@ -126,14 +137,13 @@ def reconcile(
         )
     status = status.model_copy(update={"decided_for": decided_for})
     outcome = _write(kube, meta, previous, status, applied=applied)
-    downloading = cache is not None and cache.reason == cond.DOWNLOADING
     return Outcome(
         outcome.events,
         outcome.applied,
         outcome.status,
         outcome.status_written,
         problem,
-        downloading,
+        requeue_after,
     )
 
 
@@ -185,17 +195,25 @@ def _ensure_cache(
     pods: Sequence[PodSummary],
     apply_always: bool,
     now: datetime,
-) -> tuple[Condition, ChildProblem | None]:
+) -> tuple[Condition, ChildProblem | None, float | None]:
     """The cache's PVC and download Job exist and list this ModelDeployment as an owner; a
-    failed Job is run again after a spec change (the user's way to retry)."""
+    failed Job runs again when its next try is due (kubeinfer.cache.next_try), or at once
+    after a spec change. Also returns when to look again: for progress, or the next try."""
     claim, download = shared
     name, namespace = claim["metadata"]["name"], claim["metadata"]["namespace"]
     generation = md.metadata.generation
     uri = md.spec.model.uri
+    look_again: float | None = PROGRESS_SECONDS
     try:
-        if job is not None and job.failed and apply_always:
-            kube.delete_job(namespace, name)
-            job, pods = None, ()
+        if job is not None and job.failed:
+            due = next_try(job, failure(job, pods), now).at
+            if apply_always or now >= due:
+                # Only that Job: another user of the cache may have replaced it already.
+                kube.delete_job(namespace, name, uid=job.uid)
+                download = numbered(download, 1 if apply_always else job.attempt + 1)
+                job, pods = None, ()
+            else:
+                look_again = (due - now).total_seconds()
         for obj in (claim, download):
             live = kube.ensure_shared(obj)
             labels = (live or {}).get("metadata", {}).get("labels") or {}
@@ -203,18 +221,18 @@ def _ensure_cache(
                 why = f"{obj['kind']} {name} already exists and is not kubeinfer's: kubeinfer "
                 why += "leaves it alone; delete it, or change spec.model.cache"
                 waiting = cache_condition(name, uri, None, (), generation=generation, now=now)
-                return waiting, ChildProblem(cond.NAME_CONFLICT, why)
+                return waiting, ChildProblem(cond.NAME_CONFLICT, why), None
     except ApiException as error:
         message = f"model cache {name}: {api_message(error)}"
         logger.warning("writing the model cache %s/%s failed: %s", namespace, name, message)
         waiting = cache_condition(name, uri, None, (), generation=generation, now=now)
-        return waiting, ChildProblem(cond.APPLY_FAILED, message)
+        return waiting, ChildProblem(cond.APPLY_FAILED, message), None
     running = next((p for p in pods if p.phase == "Running" and not p.deleting), None)
     done = None
     if job is not None and not (job.succeeded or job.failed) and running is not None:
         done = progress(kube.log_tail(namespace, running.name, FETCH_CONTAINER, PROGRESS_LINES))
     condition = cache_condition(name, uri, job, pods, done=done, generation=generation, now=now)
-    return condition, None
+    return condition, None, None if condition.status == "True" else look_again
 
 
 def _with_cache(

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from hub_server import Hub, Repo, serve
 
+from kubeinfer.cache import permanent
 from kubeinfer.runtime_config import ModelSource
 from kubeinfer_runtime.metrics import RuntimeMetrics
 from kubeinfer_runtime.model_source import (
@@ -186,6 +187,7 @@ def test_a_gated_repo_needs_the_token(
     message = str(refused.value)
     assert "org/gated is gated and no HF_TOKEN is set" in message
     assert "secretKeyRef" in message
+    assert permanent(message)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     assert fetch("hf://org/gated", tmp_path / "cache", "m.gguf").stat().st_size == 300_000
 
@@ -201,8 +203,9 @@ def test_a_gated_repo_needs_the_token(
 def test_the_hubs_refusals_are_named(
     hub: Hub, tmp_path: Path, uri: str, file: str, says: str
 ) -> None:
-    with pytest.raises(ModelSourceError, match=re.escape(says)):
+    with pytest.raises(ModelSourceError, match=re.escape(says)) as refused:
         fetch(uri, tmp_path / "cache", file)
+    assert permanent(str(refused.value))  # the operator's download Job waits the longest
 
 
 def test_transient_errors_are_retried_then_named(
@@ -212,8 +215,9 @@ def test_transient_errors_are_retried_then_named(
 
     monkeypatch.setattr(time, "sleep", lambda _: None)  # huggingface_hub's backoff too
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:1")
-    with pytest.raises(ModelSourceError, match="the hub cannot be reached"):
+    with pytest.raises(ModelSourceError, match="the hub cannot be reached") as failed:
         fetch("hf://org/open", tmp_path / "cache", "m.gguf")
+    assert not permanent(str(failed.value))  # the download Job runs again soon
 
 
 def test_a_full_disk_is_named(hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -223,8 +227,9 @@ def test_a_full_disk_is_named(hub: Hub, tmp_path: Path, monkeypatch: pytest.Monk
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(model_source, "_download", full)
-    with pytest.raises(ModelSourceError, match="the model volume is full"):
+    with pytest.raises(ModelSourceError, match="the model volume is full") as full_disk:
         fetch("hf://org/open", tmp_path / "cache", "m.gguf")
+    assert permanent(str(full_disk.value))
 
 
 def test_progress_and_tokens_in_the_log(

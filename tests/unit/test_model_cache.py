@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kubernetes_validate
@@ -11,11 +11,18 @@ from unit_helpers import EXAMPLES, KUBERNETES_VERSION, load_yaml_documents
 
 from kubeinfer import conditions as c
 from kubeinfer.api.v1alpha1 import ModelDeployment
-from kubeinfer.cache import cache_condition, progress, summarize_job
+from kubeinfer.cache import (
+    RETRY_MAX_SECONDS,
+    cache_condition,
+    next_try,
+    permanent,
+    progress,
+    summarize_job,
+)
 from kubeinfer.decide import decide
 from kubeinfer.nodes import node_facts
 from kubeinfer.render import ImageSettings, children
-from kubeinfer.render.cache import cache_name, cache_name_of
+from kubeinfer.render.cache import ATTEMPT_ANNOTATION, cache_name, cache_name_of, numbered
 from kubeinfer.render.children import model_cache
 from kubeinfer.workload import summarize_pod
 
@@ -165,3 +172,85 @@ def test_progress_from_the_tail_of_the_download_log() -> None:
         now=NOW,
     )
     assert found.message.endswith("into the claim: 3.0/12.0 MiB (25%)")
+
+
+FAILED_AT = "2026-01-01T00:10:00Z"
+
+
+def failed_job(attempt: int | None = None) -> dict[str, Any]:
+    failed = {"type": "Failed", "status": "True", "lastTransitionTime": FAILED_AT}
+    body = job(conditions=[failed])
+    body["metadata"] |= {"uid": "j-1", "creationTimestamp": "2026-01-01T00:00:00Z"}
+    if attempt is not None:
+        body["metadata"]["annotations"] = {ATTEMPT_ANNOTATION: str(attempt)}
+    return body
+
+
+# The runtime's messages, as its termination message ends (tests/runtime checks that the
+# runtime says them).
+GATED = "cannot fetch hf://o/r from http://hub: o/r is gated and no HF_TOKEN is set — fix"
+UNREACHABLE = "cannot fetch hf://o/r from http://hub: the hub cannot be reached (timed out)"
+
+
+@pytest.mark.parametrize(
+    ("why", "lasting"),
+    [
+        (GATED, True),
+        ("cannot fetch hf://o/r from h: the hub refused access (403) and HF_TOKEN is set", True),
+        ("cannot fetch hf://o/r from h: no repo o/r (or it is private and no HF_TOKEN", True),
+        ("cannot fetch hf://o/r@v9 from h: o/r has no revision 'v9' — fix @revision", True),
+        ("cannot fetch hf://o/r from h: o/r has no file 'm.gguf' — fix spec.model.file", True),
+        ("cannot fetch hf://o/r from h: the model volume is full (no space left", True),
+        (UNREACHABLE, False),
+        ("cannot fetch hf://o/r from h: the hub answered 500: Internal Server Error", False),
+        ("runtime exited with code 137 (OOMKilled) — raise the memory limit", False),
+        ("BackoffLimitExceeded", False),
+    ],
+)
+def test_which_refusals_cannot_heal_by_themselves(why: str, lasting: bool) -> None:
+    assert permanent(why) is lasting
+
+
+def test_a_failed_download_runs_again_later_each_time() -> None:
+    failed = datetime(2026, 1, 1, 0, 10, tzinfo=UTC)
+    delays = [next_try(summarize_job(failed_job(n)), UNREACHABLE, NOW).delay for n in range(1, 8)]
+    assert delays == [60, 120, 240, 480, 960, 1800, 1800]
+    first = next_try(summarize_job(failed_job()), UNREACHABLE, NOW)
+    assert first.at == failed + timedelta(seconds=60)  # from the failure, not from now
+    # A refusal waits the longest from the first failure on.
+    assert next_try(summarize_job(failed_job()), GATED, NOW).delay == RETRY_MAX_SECONDS
+
+
+def test_the_job_carries_its_run() -> None:
+    summary = summarize_job(failed_job(3))
+    assert (summary.uid, summary.attempt, summary.failed) == ("j-1", 3, True)
+    assert summary.failed_at == datetime(2026, 1, 1, 0, 10, tzinfo=UTC)
+    assert summarize_job(failed_job()).attempt == 1
+    assert summarize_job(failed_job(0)).attempt == 1  # edited by hand: counted from 1 again
+    running = summarize_job(job(active=1))
+    assert (running.failed, running.failed_at) == (False, None)
+    body = {"metadata": {"name": "j", "labels": {"a": "b"}}, "spec": {}}
+    assert numbered(body, 1) == body
+    assert numbered(body, 4)["metadata"] == {
+        "name": "j",
+        "labels": {"a": "b"},
+        "annotations": {ATTEMPT_ANNOTATION: "4"},
+    }
+    assert "annotations" not in body["metadata"]
+
+
+def test_a_failed_download_says_when_it_runs_again() -> None:
+    def message(now: datetime) -> str:
+        return cache_condition(
+            "kubeinfer-model-x-1",
+            "hf://o/r",
+            summarize_job(failed_job(2)),
+            [summarize_pod(failed_pod(UNREACHABLE))],
+            generation=1,
+            now=now,
+        ).message
+
+    said = message(NOW)
+    assert said.startswith(f"Job kubeinfer-model-x-1: {UNREACHABLE} (retrying in 120 s")
+    assert "at 2026-01-01T00:12:00Z; delete the Job, or change the spec, to try at once)" in said
+    assert message(NOW + timedelta(seconds=30)) == said  # no status write while it waits

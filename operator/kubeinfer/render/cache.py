@@ -20,6 +20,10 @@ from pydantic import ValidationError
 from kubeinfer.api.v1alpha1 import API_VERSION, KIND, ModelDeployment, ModelSpec
 
 CACHE_LABEL = "kubeinfer.io/model-cache"
+# On the download Job: which run of the download it is (a failed one runs again, later each
+# time; the count lives on the Job so that every ModelDeployment sharing it, and an operator
+# restart, see the same).
+ATTEMPT_ANNOTATION = "kubeinfer.io/download-attempt"
 FETCH_CONTAINER = "fetch"
 # The runtime's exit code when the model cannot be fetched (a refusal: retrying won't help;
 # transient errors were already retried inside the runtime).
@@ -194,3 +198,12 @@ def download_job(
             "template": {"metadata": {"labels": cache_labels(name)}, "spec": job_pod},
         },
     }
+
+
+def numbered(job: Mapping[str, Any], attempt: int) -> dict[str, Any]:
+    """The download Job as its `attempt`-th run (the first carries no annotation)."""
+    if attempt <= 1:
+        return dict(job)
+    meta = job["metadata"]
+    annotations = {**meta.get("annotations", {}), ATTEMPT_ANNOTATION: str(attempt)}
+    return {**job, "metadata": {**meta, "annotations": annotations}}
