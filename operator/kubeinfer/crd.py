@@ -286,11 +286,9 @@ def custom_resource_definition() -> dict[str, Any]:
                                     "type": "string",
                                     "description": f"The kind: {api.KIND}.",
                                 },
-                                "metadata": {
-                                    "type": "object",
-                                    "description": "Standard object metadata; the name "
-                                    "names the children (Deployment, Service, ConfigMap).",
-                                },
+                                # The API server allows nothing but the type here (kubectl
+                                # explain shows ObjectMeta's own description).
+                                "metadata": {"type": "object"},
                                 "spec": spec_schema(),
                                 "status": status_schema(),
                             },
