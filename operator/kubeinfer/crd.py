@@ -175,6 +175,9 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], with_defaults: bool) ->
             # every object (toleration key, value, effect).
             if with_defaults and value not in (None, "") and not isinstance(value, dict):
                 out[key] = value
+        elif key == "description":
+            # Docstrings wrap at the source's width; kubectl explain wraps on its own.
+            out[key] = " ".join(value.split())
         elif key == "properties":
             out[key] = {name: _convert(sub, defs, with_defaults) for name, sub in value.items()}
         elif key == "items":
