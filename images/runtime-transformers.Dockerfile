@@ -6,6 +6,14 @@
 #   docker build -f images/runtime-transformers.Dockerfile \
 #     --build-arg BASE=nvidia/cuda:13.0.2-base-ubuntu24.04 --build-arg TORCH_INDEX= \
 #     -t ghcr.io/kubeinfer/runtime-transformers-cuda:0.1.0 .
+# ROCm (AMD GPUs; torch from PyTorch's ROCm index, https://download.pytorch.org/whl/rocm<X.Y>,
+# which bundles the ROCm libraries it needs; `torch.cuda` drives the HIP devices). Use the
+# rocmX.Y index that PyTorch's "Get Started" page lists for TORCH_VERSION, on AMD's ROCm base
+# of the same version. Not built here (no image registry, PyTorch's index out of reach):
+#   docker build -f images/runtime-transformers.Dockerfile \
+#     --build-arg BASE=rocm/dev-ubuntu-24.04:6.4-complete \
+#     --build-arg TORCH_INDEX=https://download.pytorch.org/whl/rocm6.4 \
+#     -t ghcr.io/kubeinfer/runtime-transformers-rocm:0.1.0 .
 # CPU without PyTorch's index (PyPI only; what `make images` uses where that index is out of
 # reach): PyPI's torch is the CUDA build, which runs on CPU but cannot load without its
 # nvidia-* libraries; triton (torch.compile on GPUs, about 1 GB) is left out:

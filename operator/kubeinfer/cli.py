@@ -305,7 +305,13 @@ def format_table(md: ModelDeployment, decision: Decision) -> str:
     if plan is not None:
         rows.append(("Nodes", f"{plan.node_class} ({', '.join(plan.nodes)})"))
         if plan.gpus_per_replica:
-            rows.append(("GPUs", f"{plan.gpus_per_replica} x {plan.gpu_resource} per replica"))
+            rows.append(
+                (
+                    "GPUs",
+                    f"{plan.gpus_per_replica} x {plan.gpu_resource} per replica "
+                    f"({plan.accelerator} image)",
+                )
+            )
         else:
             rows.append(("GPUs", f"none ({plan.accelerator})"))
         rows.append(("Node selector", _pairs(plan.node_selector)))

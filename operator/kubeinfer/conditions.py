@@ -108,8 +108,7 @@ def engine_selected(decision: Decision, *, generation: int | None, now: datetime
         return condition(
             ENGINE_SELECTED, "True", ENGINE_CHOSEN, decision.reason, generation=generation, now=now
         )
-    forced = decision.reason.startswith("spec.engine asks for")
-    reason = REQUESTED_ENGINE_CANNOT_RUN if forced else NO_ENGINE_MATCHES
+    reason = REQUESTED_ENGINE_CANNOT_RUN if decision.requested else NO_ENGINE_MATCHES
     return condition(
         ENGINE_SELECTED, "False", reason, decision.reason, generation=generation, now=now
     )

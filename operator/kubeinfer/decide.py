@@ -5,7 +5,7 @@ and a class with none is excluded with that reason. Rules (kubeinfer.engines) ar
 for every engine on every node class, so the trace says for each engine whether it matched
 and the rule that decided. The choice is then:
   - spec.engine names an engine: that engine, or none (with the reason) when it cannot run;
-  - auto: the first engine in kubeinfer.engines.PREFERENCE that matched;
+  - auto: the first engine in kubeinfer.engines.REGISTRY (the preference order) that matched;
   - `keep_engine` (the engine chosen earlier for the same spec) wins over a newer
     preference while it still runs, so a node joining never flips a running deployment.
 Among the node classes where the chosen engine runs, ties are broken in this order:
@@ -13,7 +13,7 @@ Among the node classes where the chosen engine runs, ties are broken in this ord
   2. with GPUs unset: GPU placements before CPU ones; with gpus 0: GPU-less nodes first;
   3. classes whose nodes have enough GPUs for a replica (when none has, the one with the
      most: the pods stay Pending with the scheduler's reason, and the decision says so);
-  4. llama.cpp: every layer fits on the GPUs before a partial offload;
+  4. engines that offload layers (llama.cpp): every layer fits on the GPUs first;
   5. the least GPU memory per replica (the smallest GPUs that do the job);
   6. the class with more nodes (room for replicas); 7. the class id.
 Everything is sorted, so the same input gives the same decision whatever the node order.
@@ -31,15 +31,15 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from kubeinfer import placement as plc
 from kubeinfer.api.v1alpha1 import (
     Candidate,
-    EngineName,
     ModelDeploymentSpec,
     Placement,
     Toleration,
 )
-from kubeinfer.engines import PREFERENCE, Accelerator, Engine
+from kubeinfer.engines import REGISTRY, Accelerator, Engine, EngineName
+from kubeinfer.engines import engine as descriptor
 from kubeinfer.nodes import NodeClass, NodeFacts, node_classes, select
 
-_PREFERENCE_TEXT = ", ".join(engine.name for engine in PREFERENCE)
+_PREFERENCE_TEXT = ", ".join(engine.name for engine in REGISTRY)
 # Reasons are kept readable when many classes fail the same way.
 _MAX_CLASSES_PER_REASON = 3
 
@@ -71,6 +71,8 @@ class PlacementPlan(_Frozen):
 
 class Decision(_Frozen):
     engine: EngineName | None
+    # spec.engine named the engine (rather than auto): with no engine, the named one cannot run.
+    requested: bool = False
     reason: str
     candidates: tuple[Candidate, ...]
     placement: PlacementPlan | None = None
@@ -140,7 +142,7 @@ def decide_for_classes(
             selected.append(narrowed)
     best: dict[str, plc.Option] = {}
     candidates: list[Candidate] = []
-    for engine in PREFERENCE:
+    for engine in REGISTRY:
         verdict = _evaluate(engine, spec, selected, unselected)
         if isinstance(verdict, str):
             candidates.append(Candidate(engine=engine.name, matched=False, reason=verdict))
@@ -150,8 +152,11 @@ def decide_for_classes(
             candidates.append(Candidate(engine=engine.name, matched=True, reason=reason))
 
     engine_name, reason = _choose(spec, candidates, best, keep_engine)
+    requested = spec.engine != "auto"
     if engine_name is None:
-        return Decision(engine=None, reason=reason, candidates=tuple(candidates))
+        return Decision(
+            engine=None, requested=requested, reason=reason, candidates=tuple(candidates)
+        )
     return _decision(spec, engine_name, reason, best[engine_name], tuple(candidates))
 
 
@@ -253,7 +258,7 @@ def _choose(
     best: dict[str, plc.Option],
     keep_engine: str | None,
 ) -> tuple[EngineName | None, str]:
-    by_name = {c.engine: c for c in candidates}
+    by_name: dict[str, Candidate] = {c.engine: c for c in candidates}
     if spec.engine != "auto":
         asked = by_name[spec.engine]
         if asked.matched:
@@ -264,7 +269,7 @@ def _choose(
         # The engines that take this model but lack a node say what to add to the cluster.
         near = [
             f"{e.name}: {by_name[e.name].reason}"
-            for e in PREFERENCE
+            for e in REGISTRY
             if e.check_model(spec.model, False).ok
         ]
         return None, (
@@ -272,7 +277,7 @@ def _choose(
             + (f"; {'; '.join(near)}" if near else " (each engine's reason is in the candidates)")
         )
     if keep_engine in best and keep_engine != matched[0]:
-        kept = by_name[keep_engine].engine  # type: ignore[index]
+        kept = by_name[keep_engine].engine
         return kept, (
             f"kept {kept}, chosen earlier for this spec (the preference would now be "
             f"{matched[0]}; change the spec to re-decide)"
@@ -293,13 +298,13 @@ def _decision(
     profile = option.node_class.profile
     added: dict[str, JsonValue] = {}
     assumptions = list(profile.assumptions) + list(option.notes)
-    engine_is_parallel = next(e for e in PREFERENCE if e.name == engine_name).tensor_parallel
-    if engine_is_parallel and option.gpus:
-        added["tensor_parallel_size"] = option.gpus
-        user_tp = spec.engine_params.get("tensor_parallel_size")
+    tp_param = descriptor(engine_name).tensor_parallel_param
+    if tp_param and option.gpus:
+        added[tp_param] = option.gpus
+        user_tp = spec.engine_params.get(tp_param)
         if user_tp is not None and user_tp != option.gpus:
             assumptions.append(
-                f"spec.engineParams.tensor_parallel_size={user_tp} overrides the "
+                f"spec.engineParams.{tp_param}={user_tp} overrides the "
                 f"{option.gpus} GPUs per replica"
             )
     layers = option.gpu_layers
@@ -317,6 +322,7 @@ def _decision(
     )
     return Decision(
         engine=engine_name,
+        requested=spec.engine != "auto",
         reason=f"{reason}; {_describe(option)}",
         candidates=candidates,
         placement=plan,

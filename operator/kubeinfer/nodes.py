@@ -9,7 +9,7 @@ nodeSelector narrows the classes grouped once for all (`select`) instead of regr
 
 Labels read (values as the labellers publish them):
   nvidia.com/gpu.present, nvidia.com/gpu.product, nvidia.com/gpu.memory (MiB per GPU),
-  nvidia.com/gpu.count, nvidia.com/cuda.driver.major, nvidia.com/gpu.compute.major;
+  nvidia.com/gpu.count;
   amd.com/gpu.present, amd.com/gpu.product-name, amd.com/gpu.vram (MiB per GPU; a unit
   suffix such as 192G or 192Gi is also understood), amd.com/gpu.count;
   kubernetes.io/os, kubernetes.io/arch (falling back to status.nodeInfo).
@@ -84,8 +84,6 @@ class NodeProfile(NamedTuple):
     gpu_memory_mib: int | None
     gpu_count: int
     allocatable_gpus: int
-    cuda_driver_major: int | None
-    compute_major: int | None
     taints: tuple[Taint, ...]
     schedulable: bool
     assumptions: tuple[str, ...]
@@ -116,6 +114,11 @@ class NodeClass:
     nodes: tuple[str, ...]
     # The labels of each node, in the order of `nodes` (a class is identified without them).
     node_labels: tuple[Mapping[str, str], ...] = field(default=(), compare=False, repr=False)
+
+
+def product_label(vendor: GpuVendor) -> str:
+    """The label that names a GPU vendor's product (pods are pinned to it)."""
+    return _VENDOR_LABELS[vendor].product
 
 
 def matches(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:
@@ -186,8 +189,6 @@ def node_facts(node: Mapping[str, Any]) -> NodeFacts:
         gpu_memory_mib=memory_mib,
         gpu_count=count,
         allocatable_gpus=allocatable_gpus,
-        cuda_driver_major=_int_or_none(labels.get("nvidia.com/cuda.driver.major")),
-        compute_major=_int_or_none(labels.get("nvidia.com/gpu.compute.major")),
         taints=tuple(
             sorted(
                 Taint(t.get("key", ""), t.get("value") or "", t.get("effect", ""))
@@ -227,11 +228,6 @@ def node_classes(facts: Iterable[NodeFacts]) -> tuple[NodeClass, ...]:
             )
         )
     return tuple(classes)
-
-
-def classify(nodes: Iterable[Mapping[str, Any]]) -> tuple[NodeClass, ...]:
-    """Node objects straight to classes."""
-    return node_classes(node_facts(node) for node in nodes)
 
 
 def _label(profile: NodeProfile) -> str:
@@ -288,13 +284,6 @@ def _count(value: Any) -> int:
     # No try/except: most nodes lack most GPU keys, and exceptions would dominate the parse.
     text = str(value) if value is not None else ""
     return int(text) if text.isdigit() else 0
-
-
-def _int_or_none(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 @cache  # a cluster repeats a handful of values across all its nodes

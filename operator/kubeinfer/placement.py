@@ -13,18 +13,11 @@ from typing import Any
 
 from kubeinfer import fit
 from kubeinfer.api.v1alpha1 import ModelDeploymentSpec, Toleration
-from kubeinfer.engines import Accelerator, Engine
-from kubeinfer.nodes import GPU_RESOURCES, NodeClass, NodeProfile, Taint
+from kubeinfer.engines import GPU_ACCELERATORS, Accelerator, Engine
+from kubeinfer.nodes import GPU_RESOURCES, NodeClass, NodeProfile, Taint, product_label
 
 MiB = 1024 * 1024
 DEFAULT_CONTEXT_LENGTH = 4096
-# The parameter each engine reads its context length from (used for the KV-cache estimate).
-CONTEXT_PARAMS = {
-    "llama.cpp": "n_ctx",
-    "vllm": "max_model_len",
-    "sglang": "context_length",
-    "transformers": "max_model_len",
-}
 # Taints a GPU workload is expected to tolerate: the device plugins' conventional taints.
 GPU_TAINT_KEYS = frozenset(GPU_RESOURCES.values())
 _BLOCKING_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
@@ -59,8 +52,9 @@ class Option:
         return self.gpus * (self.node_class.profile.gpu_memory_mib or 0)
 
 
-def context_length(engine: str, params: dict[str, Any]) -> int:
-    value = params.get(CONTEXT_PARAMS.get(engine, ""))
+def context_length(engine: Engine, params: dict[str, Any]) -> int:
+    """The context length the engine is given (its descriptor names the parameter)."""
+    value = params.get(engine.context_param) if engine.context_param else None
     return value if isinstance(value, int) and value > 0 else DEFAULT_CONTEXT_LENGTH
 
 
@@ -99,26 +93,29 @@ def option(engine: Engine, spec: ModelDeploymentSpec, node_class: NodeClass) -> 
         if requested:
             return "MLX uses Apple silicon's unified memory: spec.resources.gpus must be 0 or unset"
         return _cpu_like(node_class, "metal")
-    cuda_here = profile.gpu_vendor == "nvidia" and "cuda" in engine.accelerators
+    # The image variant this node's GPUs need, when the engine has one.
+    gpu_accelerator = GPU_ACCELERATORS.get(profile.gpu_vendor)
+    gpu_here = gpu_accelerator in engine.accelerators
     if requested == 0:
         if "cpu" not in engine.accelerators:
             return f"spec.resources.gpus is 0 but {engine.name} needs GPUs"
         return _cpu_like(node_class, "cpu")
     if requested is None:
-        if cuda_here and profile.allocatable_gpus > 0:
+        if gpu_here and profile.allocatable_gpus > 0:
             chosen = _auto_gpu_option(engine, spec, node_class)
             if isinstance(chosen, Option) or "cpu" not in engine.accelerators:
                 return chosen
         if "cpu" in engine.accelerators:
             return _cpu_like(node_class, "cpu")
         return f"{engine.name} needs GPUs and the node has none allocatable"
-    if not cuda_here:
-        if profile.gpu_vendor == "amd":
-            return (
-                f"kubeinfer's {engine.name} images are CPU or CUDA builds; "
-                "AMD GPUs are not supported"
-            )
-        return f"spec.resources.gpus is {requested} but the node has no NVIDIA GPU"
+    if gpu_accelerator is None:
+        return f"spec.resources.gpus is {requested} but the node has no GPU"
+    if not gpu_here:
+        built = ", ".join(sorted(engine.accelerators))
+        return (
+            f"kubeinfer's {engine.display} images are {built} builds: no {gpu_accelerator} "
+            f"image for this node's {profile.gpu_vendor.upper()} GPUs"
+        )
     return _gpu_option(engine, spec, node_class, requested)
 
 
@@ -126,7 +123,7 @@ def _cpu_like(node_class: NodeClass, accelerator: Accelerator) -> Option:
     return Option(node_class, accelerator, 0, True, None, None, ())
 
 
-def _estimate(spec: ModelDeploymentSpec, engine: str) -> fit.MemoryEstimate | str:
+def _estimate(spec: ModelDeploymentSpec, engine: Engine) -> fit.MemoryEstimate | str:
     model = spec.model
     if model.size_in_billions is None:
         return "spec.model.sizeInBillions not set: GPU memory fit not checked"
@@ -145,14 +142,14 @@ def _auto_gpu_option(
     engine: Engine, spec: ModelDeploymentSpec, node_class: NodeClass
 ) -> Option | str:
     profile = node_class.profile
-    estimate = _estimate(spec, engine.name)
+    estimate = _estimate(spec, engine)
     if isinstance(estimate, str) or profile.gpu_memory_mib is None:
         note = estimate if isinstance(estimate, str) else "GPU memory unknown"
         return _gpu_option(engine, spec, node_class, 1, (f"{note}; assumed 1 GPU",))
     needed = fit.gpus_needed(estimate, profile.gpu_memory_mib * MiB)
     if needed is not None and needed <= profile.allocatable_gpus:
         return _gpu_option(engine, spec, node_class, needed)
-    if engine.name == "llama.cpp":
+    if engine.offloads_layers:
         # llama.cpp can keep the layers that do not fit in CPU memory.
         return _gpu_option(engine, spec, node_class, profile.allocatable_gpus)
     return (
@@ -169,6 +166,7 @@ def _gpu_option(
     notes: tuple[str, ...] = (),
 ) -> Option | str:
     profile = node_class.profile
+    accelerator = GPU_ACCELERATORS[profile.gpu_vendor]  # callers checked: the node has GPUs
     if profile.allocatable_gpus < gpus:
         # Still a placement: the pods stay Pending and the scheduler's message says why,
         # which is what users look for when a request outgrows the cluster (or until a
@@ -177,25 +175,27 @@ def _gpu_option(
             f"needs {gpus} GPUs per replica, the node has {profile.allocatable_gpus} "
             "allocatable: pods stay Pending until a node can hold one"
         )
-        return Option(node_class, "cuda", gpus, False, None, None, (*notes, note))
-    if engine.name == "llama.cpp":
-        layers = _gpu_layers(spec, profile, gpus)
-        return Option(node_class, "cuda", gpus, layers.fits_fully, layers, None, notes)
-    estimate = _estimate(spec, engine.name)
+        return Option(node_class, accelerator, gpus, False, None, None, (*notes, note))
+    if engine.offloads_layers:
+        layers = _gpu_layers(engine, spec, profile, gpus)
+        return Option(node_class, accelerator, gpus, layers.fits_fully, layers, None, notes)
+    estimate = _estimate(spec, engine)
     if isinstance(estimate, str):
-        return Option(node_class, "cuda", gpus, True, None, None, (*notes, estimate))
+        return Option(node_class, accelerator, gpus, True, None, None, (*notes, estimate))
     if profile.gpu_memory_mib is None:
-        return Option(node_class, "cuda", gpus, True, None, estimate.formula, notes)
+        return Option(node_class, accelerator, gpus, True, None, estimate.formula, notes)
     needed = fit.gpus_needed(estimate, profile.gpu_memory_mib * MiB)
     if needed is None or needed > gpus:
         return (
             f"estimated {estimate.total_bytes / 2**30:.1f} GiB does not fit on "
             f"{gpus} x {profile.gpu_memory_mib} MiB"
         )
-    return Option(node_class, "cuda", gpus, True, None, estimate.formula, notes)
+    return Option(node_class, accelerator, gpus, True, None, estimate.formula, notes)
 
 
-def _gpu_layers(spec: ModelDeploymentSpec, profile: NodeProfile, gpus: int) -> GpuLayers:
+def _gpu_layers(
+    engine: Engine, spec: ModelDeploymentSpec, profile: NodeProfile, gpus: int
+) -> GpuLayers:
     model = spec.model
     params = spec.engine_params
     if model.size_in_billions is None or profile.gpu_memory_mib is None:
@@ -204,7 +204,7 @@ def _gpu_layers(spec: ModelDeploymentSpec, profile: NodeProfile, gpus: int) -> G
     device = fit.GpuDevice(name=profile.gpu_product or "gpu", total_bytes=memory, free_bytes=memory)
     # llama.cpp's n_ctx already spans all n_parallel slots, so the estimate sees one
     # sequence of n_ctx (the runtime asks the same way).
-    n_ctx = context_length("llama.cpp", params)
+    n_ctx = context_length(engine, params)
     try:
         layout = fit.layout_from_size(
             model.size_in_billions, model.quantization, context_length=n_ctx
@@ -228,7 +228,7 @@ def node_selector(option: Option, spec_selector: Mapping[str, str] | None = None
     selector = {**(spec_selector or {})}
     selector.update({"kubernetes.io/os": profile.os, "kubernetes.io/arch": profile.arch})
     if option.gpus and profile.gpu_product:
-        selector["nvidia.com/gpu.product"] = profile.gpu_product
+        selector[product_label(profile.gpu_vendor)] = profile.gpu_product
     return dict(sorted(selector.items()))
 
 

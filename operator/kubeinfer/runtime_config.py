@@ -10,9 +10,9 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kubeinfer.engines import EngineName
+
 API_VERSION: Final = "runtime.kubeinfer.io/v1"
-EngineName = Literal["llama.cpp", "vllm", "sglang", "transformers", "mlx"]
-ENGINE_NAMES: tuple[str, ...] = ("llama.cpp", "vllm", "sglang", "transformers", "mlx")
 PVC_MOUNT_ROOT = "/mnt/pvc"
 CONFIG_PATH = "/etc/kubeinfer/runtime.yaml"
 HTTP_PORT = 8000

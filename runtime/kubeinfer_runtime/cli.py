@@ -12,7 +12,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from kubeinfer.runtime_config import ENGINE_NAMES, HTTP_PORT, METRICS_PORT, RuntimeConfig
+from kubeinfer.engines import REGISTRY
+from kubeinfer.runtime_config import HTTP_PORT, METRICS_PORT, RuntimeConfig
 
 
 class ConfigError(ValueError):
@@ -41,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start one inference engine from a kubeinfer runtime config document.",
     )
     p.add_argument("--config", type=Path, help="the config document (runtime.yaml)")
-    p.add_argument("--engine", choices=ENGINE_NAMES, help="engine, for local runs without --config")
+    p.add_argument(
+        "--engine",
+        choices=[e.name for e in REGISTRY],
+        help="engine, for local runs without --config",
+    )
     p.add_argument("--model", help="model path or URI (absolute path, pvc://, hf://)")
     p.add_argument("--model-file", help="the file inside the model repo or folder")
     p.add_argument("--name", help="served model name (default: the model's base name)")

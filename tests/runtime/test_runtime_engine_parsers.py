@@ -17,8 +17,8 @@ from typing import Any
 import parser_env
 import pytest
 
+from kubeinfer.engines import engine as descriptor
 from kubeinfer.params.catalog import Flag, catalog_file, load
-from kubeinfer.params.check import RESERVED_DESTS
 
 ENGINES = ["sglang", "vllm", "mlx", "transformers"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +92,7 @@ def sample(flag: Flag, on: bool) -> object:
 def every_flag(engine: str, on: bool) -> dict[str, object]:
     catalog = load(engine)
     assert catalog is not None
-    skipped = RESERVED_DESTS[engine] | SKIP.get(engine, set())
+    skipped = descriptor(engine).reserved_params | SKIP.get(engine, set())
     return {f.keys[0]: sample(f, on) for f in catalog.flags if f.dest not in skipped}
 
 

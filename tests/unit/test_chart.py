@@ -173,7 +173,7 @@ def test_schema_is_draft7_and_accepts_the_defaults() -> None:
         ({"image": {"pullPolicy": "Sometimes"}}, "'Sometimes' is not one of"),
         ({"rbac": {"create": "yes"}}, "'yes' is not of type 'boolean'"),
         ({"runtimeImages": {"llamacpp": {"cpu": "a/b:1"}}}, "'llamacpp' was unexpected"),
-        ({"runtimeImages": {"vllm": {"rocm": "a/b:1"}}}, "'rocm' was unexpected"),
+        ({"runtimeImages": {"vllm": {"xpu": "a/b:1"}}}, "'xpu' was unexpected"),
         ({"runtimeImages": {"vllm": {"cuda": "a/b:latest"}}}, "should not be valid"),
         ({"operator": {"watchNamespaces": ["Not_A_Namespace"]}}, "does not match"),
         ({"metrics": {"serviceMonitor": {"interval": "often"}}}, "does not match"),

@@ -51,6 +51,11 @@ def test_engine_selected_from_decisions() -> None:
     condition = c.engine_selected(forced, generation=3, now=T0)
     assert (condition.status, condition.reason) == ("False", c.REQUESTED_ENGINE_CANNOT_RUN)
     assert condition.message == forced.reason
+    # The reason follows Decision.requested, not the wording of the message.
+    reworded = forced.model_copy(update={"reason": "something else entirely"})
+    assert c.engine_selected(reworded, generation=3, now=T0).reason == (
+        c.REQUESTED_ENGINE_CANNOT_RUN
+    )
 
 
 def test_scaled_to_zero() -> None:

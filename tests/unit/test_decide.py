@@ -174,7 +174,7 @@ def test_forced_engine_is_used_over_the_preference(engine: str) -> None:
 @pytest.mark.parametrize(
     ("model", "nodes"),
     [
-        (spec(spec_engine="vllm", spec_resources={"gpus": 1}), [cpu(), mi300x()]),
+        (spec(spec_engine="sglang", spec_resources={"gpus": 1}), [cpu(), mi300x()]),
         (spec(format="mlx", spec_engine="mlx"), CLUSTER),
         (spec(spec_engine="transformers", spec_resources={"gpus": 2}), [cpu()]),
         (spec(spec_engine="sglang"), []),
@@ -185,6 +185,7 @@ def test_forced_engine_that_cannot_run_gives_no_engine_and_the_reason(
 ) -> None:
     decision = run(model, nodes)
     assert decision.engine is None
+    assert decision.requested
     assert decision.placement is None
     assert decision.reason.startswith("spec.engine asks for")
     assert "cannot run" in decision.reason
@@ -259,3 +260,34 @@ def test_no_engine_names_what_the_cluster_lacks() -> None:
     # MLX takes the model; only its platform is missing, and the reason says which.
     assert "mlx: format mlx goes to MLX" in decision.reason
     assert "darwin/arm64" in decision.reason
+
+
+def test_requested_says_whether_spec_engine_named_the_engine() -> None:
+    assert run(spec(spec_engine="vllm"), CLUSTER).requested
+    assert not run(spec(), CLUSTER).requested
+    assert not run(spec(format="mlx"), CLUSTER).requested  # auto, and nothing runs it
+
+
+@pytest.mark.parametrize(
+    ("model", "engine", "params"),
+    [
+        (spec(sizeInBillions=7), "vllm", {"tensor_parallel_size": 1}),
+        (spec(name="my-private-model", sizeInBillions=7), "transformers", {}),
+    ],
+)
+def test_a_pytorch_model_on_an_amd_only_cluster_runs_on_rocm(
+    model: dict[str, Any], engine: str, params: dict[str, Any]
+) -> None:
+    decision = run(model, [mi300x(), cpu()])
+    assert decision.engine == engine
+    plan = decision.placement
+    assert plan is not None
+    assert (plan.accelerator, plan.gpu_resource) == ("rocm", "amd.com/gpu")
+    assert plan.gpus_per_replica == 1
+    assert plan.node_selector == {
+        "amd.com/gpu.product-name": "AMD-Instinct-MI300X",
+        "kubernetes.io/arch": "amd64",
+        "kubernetes.io/os": "linux",
+    }
+    assert [(t.key, t.effect) for t in plan.tolerations] == [("amd.com/gpu", "NoSchedule")]
+    assert decision.engine_params == params

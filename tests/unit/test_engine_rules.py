@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 from unit_helpers import cpu, h100, l4, mac, make_node, mi300x, spec
 
+from kubeinfer import placement as plc
 from kubeinfer.api.v1alpha1 import Candidate, ModelDeploymentSpec
 from kubeinfer.decide import decide
-from kubeinfer.nodes import node_facts
+from kubeinfer.engines import engine
+from kubeinfer.nodes import node_classes, node_facts
 
 IN_LIST = "qwen2.5-instruct"
 OUT_OF_LIST = "my-private-model"
@@ -63,7 +66,7 @@ def test_vllm_model_rules(
 VLLM_PLATFORM_TABLE = [
     ("H100 (CUDA)", h100(), True),
     ("L4 (CUDA)", l4(), True),
-    ("AMD MI300X", mi300x(), False),
+    ("AMD MI300X (ROCm)", mi300x(), True),
     ("CPU only", cpu(), False),
     ("linux/arm64 CPU", make_node("arm", arch="arm64"), False),
     ("macOS", mac(), False),
@@ -72,7 +75,7 @@ VLLM_PLATFORM_TABLE = [
 
 
 @pytest.mark.parametrize(("label", "node", "matches"), VLLM_PLATFORM_TABLE)
-def test_vllm_needs_linux_and_a_cuda_device(
+def test_vllm_needs_linux_and_a_cuda_or_rocm_device(
     label: str, node: dict[str, Any], matches: bool
 ) -> None:
     result = trace(spec(sizeInBillions=1), [node])["vllm"]
@@ -194,11 +197,36 @@ def test_mlx_refuses_kubernetes_gpus() -> None:
     assert "spec.resources.gpus" in result.reason
 
 
-def test_amd_gpus_are_not_used_by_the_cuda_images() -> None:
-    gguf = spec(format="gguf", quantization="Q4_K_M", file="m.gguf", spec_resources={"gpus": 1})
-    result = trace(gguf, [mi300x()])["llama.cpp"]
+@pytest.mark.parametrize(
+    ("model", "engine"),
+    [
+        (spec(sizeInBillions=7), "vllm"),
+        (spec(name=OUT_OF_LIST, sizeInBillions=7), "transformers"),
+        (spec(format="gguf", quantization="Q4_K_M", file="m.gguf", sizeInBillions=7), "llama.cpp"),
+    ],
+)
+def test_amd_gpus_run_the_rocm_images(model: dict[str, Any], engine: str) -> None:
+    result = trace(model, [mi300x()])[engine]
+    assert result.matched, result.reason
+    assert "with 1 GPU(s) per replica" in result.reason
+
+
+def test_sglang_has_no_rocm_image() -> None:
+    result = trace(spec(spec_resources={"gpus": 1}), [mi300x()])["sglang"]
     assert not result.matched
-    assert "AMD GPUs are not supported" in result.reason
+    assert "SGLang needs a CUDA device (NVIDIA GPU), node has AMD GPUs" in result.reason
+
+
+def test_an_engine_without_its_vendors_image_does_not_take_those_gpus() -> None:
+    cuda_only = dataclasses.replace(engine("llama.cpp"), accelerators=frozenset({"cpu", "cuda"}))
+    model = ModelDeploymentSpec.model_validate(
+        spec(format="gguf", quantization="Q4_K_M", file="m.gguf", spec_resources={"gpus": 1})
+    )
+    (amd,) = node_classes([node_facts(mi300x())])
+    found = plc.option(cuda_only, model, amd)
+    assert found == (
+        "kubeinfer's llama.cpp images are cpu, cuda builds: no rocm image for this node's AMD GPUs"
+    )
 
 
 # ----------------------------------------------------------------------------- preference

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,15 @@ from kubeinfer.api.v1alpha1 import ModelDeployment, ModelDeploymentSpec, Tolerat
 from kubeinfer.cli import EXIT_NO_ENGINE, main
 from kubeinfer.crd import spec_schema
 from kubeinfer.decide import Decision, decide, fingerprint
-from kubeinfer.nodes import NodeClass, Taint, classify, node_facts, select
+from kubeinfer.nodes import NodeClass, Taint, node_classes, node_facts, select
 from kubeinfer.render import ImageSettings, children
 from kubeinfer.render.children import pod_toleration
+
+
+def classes_of(nodes: Iterable[dict[str, Any]]) -> tuple[NodeClass, ...]:
+    """Node objects to classes, as the operator groups them."""
+    return node_classes(node_facts(node) for node in nodes)
+
 
 REAL_LABEL = {"kubeinfer.io/node-kind": "real"}
 REAL_TAINT = {"key": "kubeinfer.io/real-node", "value": "true", "effect": "NoSchedule"}
@@ -57,7 +64,7 @@ def test_facts_carry_labels_and_classes_keep_them_beside_their_nodes() -> None:
     assert facts.labels["kubeinfer.io/node-kind"] == "real"
     # Labels differ from a plain CPU node's: a relabelled node is a change the controller sees.
     assert node_facts(real("x")) != node_facts(cpu("x"))
-    for node_class in classify(CLUSTER):
+    for node_class in classes_of(CLUSTER):
         assert [labels["kubernetes.io/hostname"] for labels in node_class.node_labels] == list(
             node_class.nodes
         )
@@ -65,7 +72,7 @@ def test_facts_carry_labels_and_classes_keep_them_beside_their_nodes() -> None:
 
 def test_select_narrows_a_class_to_its_matching_nodes() -> None:
     pool = {"pool": "a"}
-    (h100s,) = classify([h100("h100-0", extra_labels=pool), h100("h100-1")])
+    (h100s,) = classes_of([h100("h100-0", extra_labels=pool), h100("h100-1")])
     narrowed = select(h100s, pool)
     assert narrowed is not None
     assert (narrowed.id, narrowed.profile, narrowed.nodes) == (h100s.id, h100s.profile, ("h100-0",))
@@ -99,7 +106,7 @@ def test_tolerates_follows_kubernetes(fields: dict[str, Any], tolerated: bool) -
 
 
 def test_spec_tolerations_lift_a_taint_from_a_class() -> None:
-    (real_class,) = classify([real()])
+    (real_class,) = classes_of([real()])
     option = plc.Option(real_class, "cpu", 0, True, None, None, ())
     assert plc.untolerated_taints(option) == ["kubeinfer.io/real-node=true:NoSchedule"]
     assert plc.untolerated_taints(option, [toleration(**REAL_TOLERATION)]) == []
@@ -109,7 +116,7 @@ def test_spec_tolerations_lift_a_taint_from_a_class() -> None:
 
 
 def test_gpu_tolerations_come_first_and_each_toleration_once() -> None:
-    (h100s,) = classify([h100()])
+    (h100s,) = classes_of([h100()])
     option = plc.Option(h100s, "cuda", 8, True, None, None, ())
     mine = toleration(**REAL_TOLERATION)
     again = toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
+from typing import Any
 
 from unit_helpers import cpu, h100, l4, make_node, mi300x
 
-from kubeinfer.nodes import classify, node_facts
+from kubeinfer.nodes import NodeClass, node_classes, node_facts
+
+
+def classes_of(nodes: Iterable[dict[str, Any]]) -> tuple[NodeClass, ...]:
+    """Node objects to classes, as the operator groups them."""
+    return node_classes(node_facts(node) for node in nodes)
 
 
 def test_nvidia_labels_are_read() -> None:
@@ -17,16 +24,6 @@ def test_nvidia_labels_are_read() -> None:
     assert (profile.gpu_count, profile.allocatable_gpus) == (8, 8)
     assert profile.gpu_resource == "nvidia.com/gpu"
     assert profile.assumptions == ()
-
-
-def test_cuda_driver_and_compute_majors() -> None:
-    node = h100()
-    node["metadata"]["labels"] |= {
-        "nvidia.com/cuda.driver.major": "550",
-        "nvidia.com/gpu.compute.major": "9",
-    }
-    profile = node_facts(node).profile
-    assert (profile.cuda_driver_major, profile.compute_major) == (550, 9)
 
 
 def test_amd_labels_are_read_with_or_without_a_unit() -> None:
@@ -89,9 +86,9 @@ def test_cordoned_and_taints() -> None:
 
 def test_identical_nodes_form_one_class_in_any_order() -> None:
     nodes = [h100("h100-1"), h100("h100-0"), l4("l4-0"), cpu("cpu-1"), cpu("cpu-0")]
-    classes = classify(nodes)
+    classes = classes_of(nodes)
     random.Random(7).shuffle(nodes)
-    assert classify(nodes) == classes
+    assert classes_of(nodes) == classes
     by_id = {c.id: c.nodes for c in classes}
     assert by_id == {
         "linux/amd64 8x NVIDIA-H100-80GB-HBM3 81559MiB": ("h100-0", "h100-1"),
@@ -102,5 +99,5 @@ def test_identical_nodes_form_one_class_in_any_order() -> None:
 
 def test_classes_that_read_the_same_get_distinct_ids() -> None:
     extra = ({"key": "dedicated", "value": "team-a", "effect": "NoSchedule"},)
-    classes = classify([cpu("a"), make_node("b", extra_taints=extra)])
+    classes = classes_of([cpu("a"), make_node("b", extra_taints=extra)])
     assert [c.id for c in classes] == ["linux/amd64 cpu", "linux/amd64 cpu #2"]

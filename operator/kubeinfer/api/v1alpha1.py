@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from kubeinfer.engines import REGISTRY, Accelerator, EngineName
+
 GROUP = "kubeinfer.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -35,21 +37,14 @@ SHORT_NAME = "md"
 CRD_NAME = f"{PLURAL}.{GROUP}"
 
 ModelFormat = Literal["pytorch", "gptq", "awq", "fp4", "fp8", "bnb", "gguf", "mlx"]
-MODEL_FORMATS: tuple[str, ...] = ("pytorch", "gptq", "awq", "fp4", "fp8", "bnb", "gguf", "mlx")
-EngineName = Literal["llama.cpp", "vllm", "sglang", "transformers", "mlx"]
-EngineChoice = Literal["auto", "llama.cpp", "vllm", "sglang", "transformers", "mlx"]
+EngineChoice = Literal["auto", EngineName]  # Literal flattens: "auto" and every engine name
 Ability = Literal["chat", "generate", "vision", "embed"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 
-# The formats each engine can load at all; a request outside them can never work, so the
-# CRD refuses it at the door. Node- and list-dependent rules live in kubeinfer.engines.
-ENGINE_FORMATS: dict[str, tuple[str, ...]] = {
-    "llama.cpp": ("gguf",),
-    "vllm": ("pytorch", "gptq", "awq", "fp4", "fp8", "bnb"),
-    "sglang": ("pytorch", "gptq", "awq", "fp8", "bnb"),
-    "transformers": ("pytorch", "gptq", "awq", "bnb", "fp4"),
-    "mlx": ("mlx",),
-}
+# The formats each engine can load at all (from its descriptor); a request outside them can
+# never work, so the CRD refuses it at the door. Node- and list-dependent rules live in
+# kubeinfer.engines.
+ENGINE_FORMATS: dict[str, tuple[str, ...]] = {e.name: e.formats for e in REGISTRY}
 # engineParams keys: YAML turns keys such as `1:`, `-1:`, `.5:`, `yes:` or `null:` into the
 # strings "1", "-1", ".5", "true", "null" before the apiserver sees them; none of those is a
 # parameter name, so the operator and `kubeinfer explain` refuse them when they parse the
@@ -596,7 +591,7 @@ class Placement(_Observed):
         alias="nodeSelector",
         description="The labels the pods are pinned to (the class's and the spec's).",
     )
-    accelerator: Literal["cpu", "cuda", "metal"] = Field(description="What the engine runs on.")
+    accelerator: Accelerator = Field(description="What the engine runs on.")
     gpu_resource: str | None = Field(
         default=None,
         alias="gpuResource",

@@ -1,23 +1,38 @@
-"""The engines kubeinfer can run, one module each, and the order they are preferred in.
+"""The engines kubeinfer can run, one module each, and the registry: the order they are
+preferred in.
 
 Xinference's advice is: on Linux vLLM, SGLang, llama.cpp, transformers; on macOS MLX,
-llama.cpp, transformers. PREFERENCE merges both into one order that keeps each of them
+llama.cpp, transformers. REGISTRY merges both into one order that keeps each of them
 (MLX never competes with vLLM or SGLang: they need Linux, it needs macOS), so one cluster
 with both kinds of nodes still has a single, deterministic ranking.
+
+Adding an engine: a module here (its `ENGINE` descriptor), its line in REGISTRY and
+EngineName, a launcher in kubeinfer_runtime.engines, its image; tests/unit/
+test_engine_registry.py names whatever else is missing (CRD, chart values, catalog).
 """
 
 from __future__ import annotations
 
-from kubeinfer.engines import llama_cpp, mlx, sglang, transformers, vllm
-from kubeinfer.engines.base import Accelerator, Check, Engine
+from typing import Literal
 
-PREFERENCE: tuple[Engine, ...] = (
+from kubeinfer.engines import llama_cpp, mlx, sglang, transformers, vllm
+from kubeinfer.engines.base import GPU_ACCELERATORS, Accelerator, Check, Engine
+
+REGISTRY: tuple[Engine, ...] = (
     vllm.ENGINE,
     sglang.ENGINE,
     mlx.ENGINE,
     llama_cpp.ENGINE,
     transformers.ENGINE,
 )
-BY_NAME: dict[str, Engine] = {engine.name: engine for engine in PREFERENCE}
+# The API's engine names, for the type checker; the registry test holds it equal to REGISTRY.
+EngineName = Literal["vllm", "sglang", "mlx", "llama.cpp", "transformers"]
+_BY_NAME = {engine.name: engine for engine in REGISTRY}
 
-__all__ = ["BY_NAME", "PREFERENCE", "Accelerator", "Check", "Engine"]
+
+def engine(name: str) -> Engine:
+    """The descriptor of `name` (KeyError for an unknown one)."""
+    return _BY_NAME[name]
+
+
+__all__ = ["GPU_ACCELERATORS", "REGISTRY", "Accelerator", "Check", "Engine", "EngineName", "engine"]

@@ -1,10 +1,18 @@
-"""llama.cpp (through xllamacpp): every GGUF model goes here; CPU or CUDA, Linux or macOS."""
+"""llama.cpp (through xllamacpp): every GGUF model goes here; CPU, CUDA or ROCm, Linux or macOS.
+
+ROCm: xllamacpp builds with HIP (XLLAMACPP_BUILD_HIP=1, AMDGPU_TARGETS); its prebuilt ROCm
+wheels do not cover gfx942 (MI300X), so the ROCm image compiles it (images/README.md).
+"""
 
 from __future__ import annotations
 
-from kubeinfer.api.v1alpha1 import ModelSpec
+from typing import TYPE_CHECKING
+
 from kubeinfer.engines.base import Check, Engine, on_os
 from kubeinfer.nodes import NodeProfile
+
+if TYPE_CHECKING:
+    from kubeinfer.api.v1alpha1 import ModelSpec
 
 
 def check_model(model: ModelSpec, requested: bool) -> Check:
@@ -19,7 +27,16 @@ def check_platform(profile: NodeProfile) -> Check:
 
 ENGINE = Engine(
     name="llama.cpp",
+    display="llama.cpp",
+    formats=("gguf",),
     check_model=check_model,
     check_platform=check_platform,
-    accelerators=frozenset({"cpu", "cuda"}),
+    accelerators=frozenset({"cpu", "cuda", "rocm"}),
+    image="runtime-llamacpp",
+    values_key="llamaCpp",
+    context_param="n_ctx",
+    offloads_layers=True,
+    reserved_params=frozenset({"model", "model_alias", "hostnames", "port", "endpoint_metrics"}),
+    param_style="fields",
+    launcher="llama_cpp",
 )

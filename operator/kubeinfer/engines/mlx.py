@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from kubeinfer.api.v1alpha1 import ModelSpec
+from typing import TYPE_CHECKING
+
 from kubeinfer.engines.base import Check, Engine
 from kubeinfer.nodes import NodeProfile
+
+if TYPE_CHECKING:
+    from kubeinfer.api.v1alpha1 import ModelSpec
 
 
 def check_model(model: ModelSpec, requested: bool) -> Check:
@@ -21,7 +25,15 @@ def check_platform(profile: NodeProfile) -> Check:
 
 ENGINE = Engine(
     name="mlx",
+    display="MLX",
+    formats=("mlx",),
     check_model=check_model,
     check_platform=check_platform,
     accelerators=frozenset({"metal"}),
+    image="runtime-mlx",
+    values_key="mlx",
+    context_param=None,  # mlx_lm.server has no context-length option
+    reserved_params=frozenset({"model", "host", "port"}),
+    serves_metrics=False,
+    launcher="mlx",
 )

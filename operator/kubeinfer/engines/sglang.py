@@ -9,19 +9,25 @@ When it is unknown SGLang does not match in `auto`, but runs when asked for by n
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
-from kubeinfer.api.v1alpha1 import ENGINE_FORMATS, ModelSpec
 from kubeinfer.engines.base import (
+    Accelerator,
     Check,
     Engine,
     load_data,
     model_key,
-    on_linux_with_cuda,
+    on_linux_with_gpu,
     same_quantization,
 )
 from kubeinfer.nodes import NodeProfile
 
-FORMATS = ENGINE_FORMATS["sglang"]
+if TYPE_CHECKING:
+    from kubeinfer.api.v1alpha1 import ModelSpec
+
+FORMATS = ("pytorch", "gptq", "awq", "fp8", "bnb")
+# CUDA only: kubeinfer builds no ROCm image of SGLang (none was checked on AMD GPUs here).
+ACCELERATORS: frozenset[Accelerator] = frozenset({"cuda"})
 # The architecture list that applies, by the first ability the model has in this order.
 ABILITY_ORDER = ("vision", "chat", "generate")
 
@@ -77,13 +83,22 @@ def check_model(model: ModelSpec, requested: bool) -> Check:
 
 
 def check_platform(profile: NodeProfile) -> Check:
-    return on_linux_with_cuda(profile, "SGLang")
+    return on_linux_with_gpu(profile, "SGLang", ACCELERATORS)
 
 
 ENGINE = Engine(
     name="sglang",
+    display="SGLang",
+    formats=FORMATS,
     check_model=check_model,
     check_platform=check_platform,
-    accelerators=frozenset({"cuda"}),
-    tensor_parallel=True,
+    accelerators=ACCELERATORS,
+    image="runtime-sglang",
+    values_key="sglang",
+    context_param="context_length",
+    tensor_parallel_param="tensor_parallel_size",
+    shared_memory=True,
+    startup_seconds=3600,
+    reserved_params=frozenset({"model_path", "host", "port", "served_model_name"}),
+    launcher="sglang",
 )

@@ -1,21 +1,31 @@
-"""vLLM: chosen when ALL of the seed's conditions hold (Xinference's VLLMModel.match)."""
+"""vLLM: chosen when ALL of the seed's conditions hold (Xinference's VLLMModel.match).
+
+Runs on NVIDIA (CUDA) and AMD (ROCm) GPUs: vLLM supports ROCm 6.3+ on MI200/MI300/MI350
+and Radeon RX 7900/9000 (vLLM's docs, getting_started/installation/gpu.rocm.inc.md); its
+ROCm image is AMD's rocm/vllm release (images/runtime-vllm.Dockerfile).
+"""
 
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
-from kubeinfer.api.v1alpha1 import ENGINE_FORMATS, ModelSpec
 from kubeinfer.engines.base import (
+    Accelerator,
     Check,
     Engine,
     load_data,
     model_key,
-    on_linux_with_cuda,
+    on_linux_with_gpu,
     same_quantization,
 )
 from kubeinfer.nodes import NodeProfile
 
-FORMATS = ENGINE_FORMATS["vllm"]
+if TYPE_CHECKING:
+    from kubeinfer.api.v1alpha1 import ModelSpec
+
+FORMATS = ("pytorch", "gptq", "awq", "fp4", "fp8", "bnb")
+ACCELERATORS: frozenset[Accelerator] = frozenset({"cuda", "rocm"})
 # Per-format quantization rules; formats not listed accept any quantization.
 QUANTIZATIONS: dict[str, tuple[str, ...]] = {
     "pytorch": ("none",),
@@ -51,13 +61,22 @@ def check_model(model: ModelSpec, requested: bool) -> Check:
 
 
 def check_platform(profile: NodeProfile) -> Check:
-    return on_linux_with_cuda(profile, "vLLM")
+    return on_linux_with_gpu(profile, "vLLM", ACCELERATORS)
 
 
 ENGINE = Engine(
     name="vllm",
+    display="vLLM",
+    formats=FORMATS,
     check_model=check_model,
     check_platform=check_platform,
-    accelerators=frozenset({"cuda"}),
-    tensor_parallel=True,
+    accelerators=ACCELERATORS,
+    image="runtime-vllm",
+    values_key="vllm",
+    context_param="max_model_len",
+    tensor_parallel_param="tensor_parallel_size",
+    shared_memory=True,
+    startup_seconds=3600,
+    reserved_params=frozenset({"model", "model_tag", "host", "port", "served_model_name"}),
+    launcher="vllm",
 )

@@ -25,7 +25,6 @@ from typing import Any, Literal
 # (``--x`` clears it), ``optional`` (argparse's BooleanOptionalAction: ``--x`` / ``--no-x``).
 BooleanStyle = Literal["store_true", "store_false", "optional"]
 ValueType = Literal["int", "float", "str", "json", "bool"]
-CATALOG_ENGINES: tuple[str, ...] = ("llama.cpp", "vllm", "sglang", "transformers", "mlx")
 
 
 def key_of(option: str) -> str:

@@ -13,24 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kubeinfer.engines import engine as descriptor
 from kubeinfer.params.catalog import Catalog, Flag, key_of, load
 
-DISPLAY = {
-    "llama.cpp": "llama.cpp",
-    "vllm": "vLLM",
-    "sglang": "SGLang",
-    "transformers": "transformers",
-    "mlx": "MLX",
-}
-# What the runtime sets itself from the config document (model, where it listens, the
-# served name), as the parsers' dests: every spelling of these options is refused.
-RESERVED_DESTS: dict[str, frozenset[str]] = {
-    "llama.cpp": frozenset({"model", "model_alias", "hostnames", "port", "endpoint_metrics"}),
-    "vllm": frozenset({"model", "model_tag", "host", "port", "served_model_name"}),
-    "sglang": frozenset({"model_path", "host", "port", "served_model_name"}),
-    "transformers": frozenset({"force_model", "model_id", "host", "port"}),
-    "mlx": frozenset({"model", "host", "port"}),
-}
 # A parameter name: letters, digits and underscores (dashes inside, dots for llama.cpp's
 # nested fields). Anything else ("=", spaces, a leading dash) could smuggle a second flag.
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*")
@@ -59,22 +44,23 @@ def problems(
 
 
 def reserved_keys(engine: str, catalog: Catalog | None) -> frozenset[str]:
-    dests = RESERVED_DESTS[engine]
+    dests = descriptor(engine).reserved_params
     spelled = {k for f in (catalog.flags if catalog else ()) if f.dest in dests for k in f.keys}
     return frozenset(dests | spelled)
 
 
 def _key_problem(engine: str, catalog: Catalog | None, key: str, value: Any) -> str | None:
-    name = DISPLAY[engine]
+    name = descriptor(engine).display
     if not _NAME.fullmatch(key):
         return f"{key!r} is not a parameter name (letters, digits, '_'; no '=', space, '-' first)"
-    head = key.split(".")[0] if engine == "llama.cpp" else key
+    fields = descriptor(engine).param_style == "fields"
+    head = key.split(".")[0] if fields else key
     if key_of(head) in reserved_keys(engine, catalog):
         return (
             f"{name} parameter {key!r} is set by kubeinfer from spec.model and the server "
             "settings; remove it"
         )
-    command_line = engine != "llama.cpp"  # the others get params as command-line flags
+    command_line = not fields  # the others get params as command-line flags
     if command_line and _starts_with_dash(value):
         return f"value {value!r} starts with '-' and would read as a flag"
     if catalog is None:

@@ -17,6 +17,7 @@ import yaml
 
 from kubeinfer.api.v1alpha1 import API_VERSION, KIND, ModelDeployment, Toleration
 from kubeinfer.decide import Decision, PlacementPlan
+from kubeinfer.engines import engine as descriptor
 from kubeinfer.render.cache import cache_name, claim, download_job
 from kubeinfer.render.images import ImageSettings
 from kubeinfer.runtime_config import (
@@ -43,21 +44,10 @@ POD_TEMPLATE_HASH = "kubeinfer.io/pod-template-hash"
 ENGINE_LABEL = "kubeinfer.io/engine"
 RUNTIME_USER = 1000
 CONTAINER_NAME = "runtime"
-# Startup allows for the model download and load, in seconds. The startup probe asks every
-# 2 s, so a pod is Ready (and its Service routes) within 2 s of the engine answering.
-_STARTUP_SECONDS = {
-    "vllm": 3600,
-    "sglang": 3600,
-    "transformers": 1800,
-    "llama.cpp": 1800,
-    "mlx": 1800,
-}
+# Startup allows for the model download and load (each engine's descriptor says how long).
+# The startup probe asks every 2 s, so a pod is Ready (and its Service routes) within 2 s
+# of the engine answering.
 _STARTUP_PERIOD = 2
-# Engines whose workers talk through shared memory (NCCL, torch multiprocessing).
-_SHM_ENGINES = frozenset({"vllm", "sglang"})
-# Engines without a /metrics of their own (transformers serve, mlx_lm.server): the
-# prometheus.io annotations, which name one port, point at the runtime's metrics instead.
-_ENGINES_WITHOUT_METRICS = frozenset({"transformers", "mlx"})
 
 
 def selector_labels(name: str) -> dict[str, str]:
@@ -241,7 +231,8 @@ def _pod_template(
 def scrape_annotations(engine: str) -> dict[str, str]:
     """The prometheus.io/* convention, for Prometheus set up without the Prometheus
     Operator's PodMonitor: the engine's own metrics where it serves them."""
-    port = METRICS_PORT if engine in _ENGINES_WITHOUT_METRICS else HTTP_PORT
+    # One port only: the runtime's metrics where the engine serves none of its own.
+    port = HTTP_PORT if descriptor(engine).serves_metrics else METRICS_PORT
     return {
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(port),
@@ -289,7 +280,7 @@ def _container(
         "startupProbe": _probe(
             period=_STARTUP_PERIOD,
             timeout=5,
-            failures=_STARTUP_SECONDS[engine] // _STARTUP_PERIOD,
+            failures=descriptor(engine).startup_seconds // _STARTUP_PERIOD,
         ),
         "readinessProbe": _probe(period=10, timeout=5, failures=3),
         # Generous: a busy engine may answer /health slowly during a long prefill.
@@ -364,7 +355,7 @@ def _volumes(md: ModelDeployment, engine: str) -> tuple[list[dict[str, Any]], li
         {"name": "home", "mountPath": HOME_DIR},
         {"name": "tmp", "mountPath": TMP_DIR},
     ]
-    if engine in _SHM_ENGINES:
+    if descriptor(engine).shared_memory:
         # Memory-backed; its size counts against the container's memory limit.
         volumes.append({"name": "shm", "emptyDir": {"medium": "Memory"}})
         mounts.append({"name": "shm", "mountPath": "/dev/shm"})

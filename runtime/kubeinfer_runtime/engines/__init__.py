@@ -1,15 +1,22 @@
-"""One launcher per engine, looked up by the contract's engine name."""
+"""One launcher per engine, looked up by the contract's engine name.
+
+Each engine's descriptor (kubeinfer.engines) names its module here; engines that take
+their params as command-line flags provide ``command(config, model_path)`` and may provide
+``workdir(config, model_path)``; llama.cpp (params as CommonParams fields) runs in-process.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kubeinfer.engines import REGISTRY, Engine
 from kubeinfer.runtime_config import RuntimeConfig
 
-from . import llama_cpp, mlx, sglang, transformers, vllm
+from . import llama_cpp
 from .runner import RunContext, run_command
 
 Command = Callable[[RuntimeConfig, str], list[str]]
@@ -42,10 +49,11 @@ class Launcher:
         return run_command(self.command(config, str(model_path)), ctx, cwd=cwd)
 
 
-LAUNCHERS: dict[str, Launcher] = {
-    "llama.cpp": Launcher("llama.cpp"),
-    "vllm": Launcher("vllm", vllm.command),
-    "sglang": Launcher("sglang", sglang.command),
-    "transformers": Launcher("transformers", transformers.command, transformers.workdir),
-    "mlx": Launcher("mlx", mlx.command),
-}
+def _launcher(engine: Engine) -> Launcher:
+    if engine.param_style == "fields":
+        return Launcher(engine.name)
+    module = importlib.import_module(f"{__name__}.{engine.launcher}")
+    return Launcher(engine.name, module.command, getattr(module, "workdir", None))
+
+
+LAUNCHERS: dict[str, Launcher] = {engine.name: _launcher(engine) for engine in REGISTRY}

@@ -14,12 +14,13 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
+from kubeinfer.engines import llama_cpp
 from kubeinfer.params.catalog import Flag
 
 from .flags import ParamError
 
 # Set by the runtime from the config document, not by params.
-RESERVED = {"model", "model_alias", "hostnames", "port", "endpoint_metrics"}
+RESERVED = llama_cpp.ENGINE.reserved_params
 
 
 def _fields(obj: object) -> list[str]:

@@ -1,0 +1,132 @@
+"""The engine registry against every place that must agree with it.
+
+Adding an engine is its module in kubeinfer/engines (registered in REGISTRY and EngineName),
+its launcher in kubeinfer_runtime/engines, its image and its tests; each test here names
+the piece that is still missing (CRD, chart values, parameter catalog, Dockerfile).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from typing import Any, get_args
+
+import pytest
+import yaml
+from unit_helpers import ROOT, h100, mi300x, spec
+
+from kubeinfer.api.v1alpha1 import ModelDeploymentSpec, ModelFormat
+from kubeinfer.crd import spec_schema, status_schema
+from kubeinfer.decide import decide
+from kubeinfer.engines import GPU_ACCELERATORS, REGISTRY, Accelerator, Engine, EngineName
+from kubeinfer.nodes import GPU_RESOURCES, node_facts
+from kubeinfer.params.catalog import load
+from kubeinfer.render import ImageSettings
+from kubeinfer_runtime.engines import LAUNCHERS
+
+NAMES = [engine.name for engine in REGISTRY]
+CHART = ROOT / "charts" / "kubeinfer"
+BY_ENGINE = pytest.mark.parametrize("engine", REGISTRY, ids=NAMES)
+
+
+def test_engine_name_literal_is_the_registry_in_preference_order() -> None:
+    assert get_args(EngineName) == tuple(NAMES)
+    assert len({e.values_key for e in REGISTRY}) == len({e.image for e in REGISTRY}) == len(NAMES)
+
+
+def test_crd_engine_enum_and_format_rules_come_from_the_registry() -> None:
+    schema = spec_schema()
+    assert schema["properties"]["engine"]["enum"] == ["auto", *NAMES]
+    rules = " ".join(r["rule"] for r in schema.get("x-kubernetes-validations", []))
+    for engine in REGISTRY:
+        assert f"self.engine != '{engine.name}'" in rules, engine.name
+    placement = status_schema()["properties"]["placement"]["properties"]
+    assert placement["accelerator"]["enum"] == list(get_args(Accelerator))
+
+
+def test_every_model_format_has_an_engine() -> None:
+    served = {f for engine in REGISTRY for f in engine.formats}
+    assert served == set(get_args(ModelFormat))
+
+
+def test_every_gpu_vendor_has_an_accelerator() -> None:
+    assert set(GPU_ACCELERATORS) == set(GPU_RESOURCES)
+
+
+@BY_ENGINE
+def test_parameter_names_are_in_the_engines_catalog(engine: Engine) -> None:
+    catalog = load(engine.name)
+    assert catalog is not None, f"no catalog for {engine.name}: run `make catalogs`"
+    keys = {key for flag in catalog.flags for key in flag.keys}
+    for param in (engine.context_param, engine.tensor_parallel_param):
+        assert param is None or param in keys, f"{engine.name} has no parameter {param}"
+    # The runtime sets where it listens itself: the engine's own option is refused.
+    assert "port" in engine.reserved_params
+
+
+@BY_ENGINE
+def test_the_runtime_has_a_launcher(engine: Engine) -> None:
+    assert list(LAUNCHERS) == NAMES
+    launcher = LAUNCHERS[engine.name]
+    if engine.param_style == "flags":
+        module = importlib.import_module(f"kubeinfer_runtime.engines.{engine.launcher}")
+        assert launcher.command is module.command
+    else:
+        assert launcher.command is None  # in-process, CommonParams fields
+
+
+@BY_ENGINE
+def test_images_exist_for_exactly_the_engines_accelerators(engine: Engine) -> None:
+    images = ImageSettings()
+    for accelerator in get_args(Accelerator):
+        if accelerator in engine.accelerators:
+            assert images.image_for(engine.name, accelerator).endswith(":0.1.0")
+        else:
+            with pytest.raises(ValueError, match=r"no \w+ image configured"):
+                images.image_for(engine.name, accelerator)
+
+
+def _values() -> dict[str, Any]:
+    values: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
+    return values
+
+
+@BY_ENGINE
+def test_chart_values_and_schema_name_every_variant(engine: Engine) -> None:
+    runtime_images = _values()["runtimeImages"]
+    assert set(runtime_images) == {e.values_key for e in REGISTRY} | {"pullPolicy", "pullSecrets"}
+    assert set(runtime_images[engine.values_key]) == set(engine.accelerators)
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    declared = schema["properties"]["runtimeImages"]["properties"][engine.values_key]
+    assert set(declared["properties"]) == set(get_args(Accelerator))
+
+
+@BY_ENGINE
+def test_every_built_variant_has_a_dockerfile(engine: Engine) -> None:
+    if engine.accelerators == {"metal"}:
+        pytest.skip("MLX needs macOS: no Linux container image (images/README.md)")
+    dockerfile = ROOT / "images" / f"{engine.image}.Dockerfile"
+    assert dockerfile.exists(), dockerfile
+    text = dockerfile.read_text()
+    for accelerator in engine.accelerators - {"cpu"}:
+        # The header says how to build each GPU variant, with the tag the chart names.
+        assert re.search(rf"{engine.image}-{accelerator}:", text), (engine.name, accelerator)
+
+
+@BY_ENGINE
+def test_gpu_engines_split_over_the_gpus_with_their_own_parameter(engine: Engine) -> None:
+    if engine.tensor_parallel_param is None or not engine.gpu_vendors():
+        pytest.skip(f"{engine.name} does not split a model over GPUs")
+    model_format = engine.formats[0]
+    node = h100() if "nvidia" in engine.gpu_vendors() else mi300x()
+    model = spec(
+        format=model_format,
+        quantization="none",
+        spec_engine=engine.name,
+        architecture="LlamaForCausalLM",
+        spec_resources={"gpus": 2},
+    )
+    decision = decide(ModelDeploymentSpec.model_validate(model), [node_facts(node)])
+    assert decision.engine == engine.name, decision.reason
+    assert decision.added_params == {engine.tensor_parallel_param: 2}
