@@ -62,6 +62,25 @@ def test_device_info_keeps_gpus_in_order_and_drops_the_cpu() -> None:
     ]
 
 
+def test_rocm_devices_are_counted_like_cuda_ones() -> None:
+    """A HIP build of llama.cpp lists AMD GPUs as GPU devices named ROCm<n> (ggml-cuda.h:
+    GGML_CUDA_NAME is "ROCm" under GGML_USE_HIP), only those HIP_VISIBLE_DEVICES /
+    ROCR_VISIBLE_DEVICES and the device plugin's /dev/dri nodes leave visible."""
+    mi300x = 192 * 1024 * MiB
+    devices = [
+        {"name": "CPU", "type": DevType.GGML_BACKEND_DEVICE_TYPE_CPU},
+        {
+            "name": "ROCm0",
+            "type": DevType.GGML_BACKEND_DEVICE_TYPE_GPU,
+            "memory_free": mi300x - GiB,
+            "memory_total": mi300x,
+        },
+    ]
+    (gpu,) = gpus_from_device_info(devices)
+    assert gpu == GpuDevice("ROCm0", mi300x, mi300x - GiB)
+    assert decide(layout(), [gpu], n_ctx=4096).n_gpu_layers == 33
+
+
 def test_everything_fits_on_a_big_gpu() -> None:
     d = decide(layout(), [GpuDevice("CUDA0", 80 * GiB, 79 * GiB)], n_ctx=4096)
     assert d.n_gpu_layers == 33

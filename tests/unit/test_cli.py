@@ -158,3 +158,31 @@ def test_an_unreachable_api_server_is_one_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith("error: cannot reach the API server at http://127.0.0.1:1: ")
+
+
+AMD_ONLY = """
+apiVersion: kubeinfer.io/v1alpha1
+kind: ModelDeployment
+metadata: {name: qwen-amd}
+spec:
+  model: {name: qwen2.5-instruct, format: pytorch, uri: "hf://Qwen/Qwen2.5-7B", sizeInBillions: 7}
+  resources: {gpuProduct: MI300X}
+"""
+
+
+def test_explain_and_render_show_the_rocm_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = write(tmp_path, yaml.safe_load(AMD_ONLY))
+    assert main(["explain", "-f", manifest, "--nodes", NODES]) == 0
+    table = capsys.readouterr().out
+    assert "Engine:          vllm" in table
+    assert "GPUs:            1 x amd.com/gpu per replica (rocm image)" in table
+    assert "amd.com/gpu.product-name=AMD-Instinct-MI300X" in table
+    assert main(["render", "-f", manifest, "--nodes", NODES]) == 0
+    (deployment,) = [
+        d for d in yaml.safe_load_all(capsys.readouterr().out) if d["kind"] == "Deployment"
+    ]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "ghcr.io/kubeinfer/runtime-vllm-rocm:0.1.0"
+    assert container["resources"]["limits"]["amd.com/gpu"] == "1"
