@@ -175,6 +175,20 @@ def test_vllm_listed_model_on_eight_h100s_runs_tensor_parallel(cluster: Cluster)
     assert limits["nvidia.com/gpu"] == "8"
 
 
+def test_pytorch_model_pinned_to_amd_gpus_runs_vllm_on_rocm(cluster: Cluster) -> None:
+    model = {"format": "pytorch", "quantization": "none", "sizeInBillions": 7, "file": None}
+    cluster.create(model_deployment("qwen-amd", model=model, resources={"gpuProduct": "MI300X"}))
+    pods = wait_for(
+        "a Running vLLM pod on the MI300X node", lambda: cluster.running_pods("qwen-amd")
+    )
+    assert cluster.md("qwen-amd")["status"]["placement"]["accelerator"] == "rocm"
+    container = pods[0].spec.containers[0]
+    assert container.image == "ghcr.io/kubeinfer/runtime-vllm-rocm:0.1.0"
+    assert container.resources.limits["amd.com/gpu"] == "1"
+    node = cluster.core.read_node(pods[0].spec.node_name)
+    assert node.metadata.labels["amd.com/gpu.product-name"] == "AMD-Instinct-MI300X"
+
+
 def test_model_outside_vllm_list_falls_back_to_transformers(cluster: Cluster) -> None:
     cluster.create(
         model_deployment(
