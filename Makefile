@@ -17,6 +17,13 @@ $(VENV)/.installed: pyproject.toml
 controlplane:
 	bash hack/controlplane/build.sh
 
+# Prometheus and promtool (hack/prometheus/versions.env) built like the control plane into
+# ~/.cache/kubeinfer/prometheus and linked into bin/: the alert rules' promtool tests and the
+# dashboard's queries against a real Prometheus (the first time 10-25 minutes on 2 cores).
+.PHONY: prometheus
+prometheus:
+	@bash hack/prometheus/build.sh
+
 # What the real node needs from Debian (containerd, runc, CNI plugins, iptables): installed
 # as root, otherwise named with the command that installs them.
 node-deps:
@@ -59,13 +66,13 @@ cluster-down:
 
 # Everything: unit, integration (starts the control plane unless KUBECONFIG names a cluster)
 # and end-to-end tests with real engines (vLLM from the vllm-env venv).
-test: venv controlplane node-images vllm-env parser-envs
+test: venv controlplane prometheus node-images vllm-env parser-envs
 	$(PY) -m pytest -q -ra
 
 test-unit: venv
 	$(PY) -m pytest -q -ra -m "not cluster and not engine"
 
-test-cluster: venv controlplane node-images
+test-cluster: venv controlplane prometheus node-images
 	$(PY) -m pytest -q -ra -m cluster
 
 lint: venv
