@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -99,7 +100,8 @@ def config_map(md: ModelDeployment, decision: Decision) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(md, engine),
-        "data": {CONFIG_KEY: yaml.safe_dump(document, sort_keys=True)},
+        # libyaml's emitter: the pure-Python one was most of a reconcile's CPU.
+        "data": {CONFIG_KEY: yaml.dump(document, Dumper=yaml.CSafeDumper, sort_keys=True)},
     }
 
 
@@ -125,11 +127,17 @@ def service(md: ModelDeployment, decision: Decision) -> dict[str, Any]:
     }
 
 
-def deployment(md: ModelDeployment, decision: Decision, images: ImageSettings) -> dict[str, Any]:
+def deployment(
+    md: ModelDeployment,
+    decision: Decision,
+    images: ImageSettings,
+    config: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The Deployment; `config` is its ConfigMap when the caller has rendered it already."""
     engine, plan = _require_engine(decision)
     template = _pod_template(md, engine, plan, images)
     # The hash covers the runtime config too: a ConfigMap change alone must roll the pods.
-    digest_input = {"template": template, "config": config_map(md, decision)["data"]}
+    digest_input = {"template": template, "config": (config or config_map(md, decision))["data"]}
     digest = hashlib.sha256(json.dumps(digest_input, sort_keys=True).encode()).hexdigest()[:16]
     template["metadata"]["annotations"][POD_TEMPLATE_HASH] = digest
     spec: dict[str, Any] = {
@@ -151,11 +159,17 @@ def deployment(md: ModelDeployment, decision: Decision, images: ImageSettings) -
     }
 
 
+def template_hash(deployment: Mapping[str, Any]) -> str:
+    """The hash a rendered Deployment's pod template carries (what its pods are compared to)."""
+    return str(deployment["spec"]["template"]["metadata"]["annotations"][POD_TEMPLATE_HASH])
+
+
 def children(
     md: ModelDeployment, decision: Decision, images: ImageSettings
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(ConfigMap, Service, Deployment), in the order they are best applied."""
-    return config_map(md, decision), service(md, decision), deployment(md, decision, images)
+    config = config_map(md, decision)
+    return config, service(md, decision), deployment(md, decision, images, config)
 
 
 def model_cache(
