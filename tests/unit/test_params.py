@@ -16,7 +16,7 @@ from kubeinfer.cli import EXIT_INVALID, main
 from kubeinfer.nodes import node_classes, node_facts
 from kubeinfer.params.catalog import Catalog, Flag, load
 from kubeinfer.params.check import problems
-from kubeinfer.reconcile import reconcile
+from kubeinfer.plan import Observed, conclude, plan
 from kubeinfer.render import ImageSettings
 
 
@@ -98,36 +98,14 @@ def vllm_body(**params: Any) -> dict[str, Any]:
     return body
 
 
-class Recorder:
-    """Stands in for Kube: records what reconcile would write."""
-
-    def __init__(self) -> None:
-        self.applied: list[Any] = []
-        self.statuses: list[dict[str, Any]] = []
-
-    def apply(self, obj: Any) -> None:
-        self.applied.append(obj)
-
-    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        self.statuses.append(patch)
-
-
 def test_the_operator_refuses_bad_params_before_creating_anything() -> None:
-    kube = Recorder()
-    outcome = reconcile(
-        vllm_body(max_model_len=4096, served_model_name="x", **{"model=/etc/passwd": 1}),
-        None,
-        h100_classes(),
-        None,
-        (),
-        {},
-        kube=kube,  # type: ignore[arg-type]
-        images=ImageSettings(),
-        apply_always=True,
-        now=datetime(2026, 1, 1, tzinfo=UTC),
-    )
-    assert kube.applied == [] and not outcome.applied
-    selected = next(c for c in outcome.status.conditions if c.type == "EngineSelected")
+    body = vllm_body(max_model_len=4096, served_model_name="x", **{"model=/etc/passwd": 1})
+    observed = Observed(body, None, h100_classes())
+    planned = plan(observed, ImageSettings(), apply_always=True)
+    assert planned.steps == () and planned.cache is None
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    done = conclude(observed, planned, problem=None, cache=None, applied=False, now=now)
+    selected = next(c for c in done.status.conditions if c.type == "EngineSelected")
     assert (selected.status, selected.reason) == ("False", "InvalidSpec")
     assert "spec.engineParams.served_model_name: vLLM parameter" in selected.message
     assert "spec.engineParams.model=/etc/passwd: " in selected.message
