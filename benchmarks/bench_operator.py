@@ -42,7 +42,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -452,62 +451,16 @@ def md_available(obj: dict[str, Any]) -> bool:
 # ---------------------------------------------------------------------- the operator
 
 
-def operator_kubeconfig(api: client.ApiClient, admin: Path, state: Path) -> Path:
-    """A ServiceAccount bound to the chart's ClusterRole rules, and a token kubeconfig for it."""
-    rules = yaml.safe_load((ROOT / "charts/kubeinfer/files/clusterrole-rules.yaml").read_text())
-    ensure_namespace(api, OPERATOR_NS)
-    manifests = [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": OPERATOR_SA, "namespace": OPERATOR_NS},
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": "kubeinfer-bench-operator"},
-            "rules": rules,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": "kubeinfer-bench-operator"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "kubeinfer-bench-operator",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_SA, "namespace": OPERATOR_NS}],
-        },
-    ]
-    kubectl(
-        admin,
-        "apply",
-        "--server-side",
-        "-f",
-        "-",
-        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}),
-    )
-    token = kubectl(
-        admin, "create", "token", OPERATOR_SA, "-n", OPERATOR_NS, "--duration", "2h"
-    ).strip()
-    cluster = yaml.safe_load(admin.read_text())["clusters"][0]["cluster"]
+def operator_kubeconfig(admin: Path, state: Path) -> Path:
+    """A ServiceAccount bound to the chart's ClusterRole rules, and a token kubeconfig for it
+    (hack/operator-identity.sh, as the demo and the tests make it)."""
     path = state / "operator.kubeconfig"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "operator",
-                "clusters": [{"name": "local", "cluster": cluster}],
-                "users": [{"name": "operator", "user": {"token": token}}],
-                "contexts": [
-                    {"name": "operator", "context": {"cluster": "local", "user": "operator"}}
-                ],
-            }
-        )
+    subprocess.run(
+        ["bash", str(ROOT / "hack" / "operator-identity.sh"), str(path), OPERATOR_SA, OPERATOR_NS],
+        env={**os.environ, "KUBECONFIG": str(admin)},
+        check=True,
+        capture_output=True,
     )
-    path.chmod(0o600)
     return path
 
 
@@ -775,7 +728,7 @@ def main() -> int:
         )
         delete_namespace(api, BENCH_NS, wait=True)  # left over from a --keep run
         ensure_namespace(api, BENCH_NS)
-        token_config = operator_kubeconfig(api, admin, state)
+        token_config = operator_kubeconfig(admin, state)
         operator = Operator(token_config, state / "logs" / "bench-operator.log", args.workers)
         log(
             f"operator running (pid {operator.process.pid}) as system:serviceaccount:"

@@ -9,26 +9,8 @@ export PATH="$root/bin:$root/.venv/bin:$PATH"
 
 kubectl apply --server-side --force-conflicts -f "$root/crds/" >/dev/null
 kubectl wait --for=condition=Established --timeout=30s crd/modeldeployments.kubeinfer.io >/dev/null
-python3 - "$root/charts/kubeinfer/files/clusterrole-rules.yaml" <<'PY' | kubectl apply --server-side -f - >/dev/null
-import json, sys, yaml
-rules = yaml.safe_load(open(sys.argv[1]))
-name, ns = "kubeinfer-operator", "kubeinfer-system"
-items = [
-    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
-    {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns}},
-    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name}, "rules": rules},
-    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
-     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-     "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]},
-]
-json.dump({"apiVersion": "v1", "kind": "List", "items": items}, sys.stdout)
-PY
 operator_kubeconfig="$state/operator.kubeconfig"
-cp "$KUBECONFIG" "$operator_kubeconfig"
-kubectl --kubeconfig "$operator_kubeconfig" config set-credentials operator \
-  --token "$(kubectl create token kubeinfer-operator -n kubeinfer-system --duration 24h)" >/dev/null
-kubectl --kubeconfig "$operator_kubeconfig" config set-context --current --user operator >/dev/null
-echo "operator identity: system:serviceaccount:kubeinfer-system:kubeinfer-operator"
+echo "operator identity: $(bash "$root/hack/operator-identity.sh" "$operator_kubeconfig")"
 
 if [ -f "$state/operator.pid" ] && kill -0 "$(cat "$state/operator.pid")" 2>/dev/null; then
   echo "already running (pid $(cat "$state/operator.pid"))"

@@ -14,13 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "modeldeployments.kubeinfer.io.yaml"
-RBAC_RULES = ROOT / "charts" / "kubeinfer" / "files" / "clusterrole-rules.yaml"
+IDENTITY = ROOT / "hack" / "operator-identity.sh"
 OPERATOR_NAMESPACE = "kubeinfer-system"
 OPERATOR_NAME = "kubeinfer-operator-test"
 
@@ -29,14 +27,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _ignore_conflict(call, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-    try:
-        call(*args, **kwargs)
-    except ApiException as error:
-        if error.status != 409:
-            raise
 
 
 class OperatorProcess:
@@ -94,58 +84,14 @@ class OperatorProcess:
             return str(reply.read().decode())
 
 
-def _operator_kubeconfig(api_client: client.ApiClient, admin_kubeconfig: str, path: Path) -> None:
-    """A kubeconfig holding a token of the operator's ServiceAccount."""
-    core, rbac = client.CoreV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
-    _ignore_conflict(core.create_namespace, {"metadata": {"name": OPERATOR_NAMESPACE}})
-    _ignore_conflict(
-        core.create_namespaced_service_account,
-        OPERATOR_NAMESPACE,
-        {"metadata": {"name": OPERATOR_NAME}},
-    )
-    role = {"metadata": {"name": OPERATOR_NAME}, "rules": yaml.safe_load(RBAC_RULES.read_text())}
-    try:
-        rbac.create_cluster_role(role)
-    except ApiException as error:
-        if error.status != 409:
-            raise
-        rbac.replace_cluster_role(OPERATOR_NAME, role)
-    _ignore_conflict(
-        rbac.create_cluster_role_binding,
-        {
-            "metadata": {"name": OPERATOR_NAME},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": OPERATOR_NAME,
-            },
-            "subjects": [
-                {"kind": "ServiceAccount", "name": OPERATOR_NAME, "namespace": OPERATOR_NAMESPACE}
-            ],
-        },
-    )
-    token = core.create_namespaced_service_account_token(
-        OPERATOR_NAME, OPERATOR_NAMESPACE, {"spec": {"expirationSeconds": 7200}}
-    ).status.token
-    admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
-    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
-    cluster = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "operator",
-                "clusters": [cluster],
-                "users": [{"name": "operator", "user": {"token": token}}],
-                "contexts": [
-                    {
-                        "name": "operator",
-                        "context": {"cluster": cluster["name"], "user": "operator"},
-                    }
-                ],
-            }
-        )
+def _operator_kubeconfig(admin_kubeconfig: str, path: Path) -> None:
+    """A kubeconfig holding a token of the operator's ServiceAccount (hack/operator-identity.sh,
+    as the demo and the benchmark make it)."""
+    subprocess.run(
+        ["bash", str(IDENTITY), str(path), OPERATOR_NAME, OPERATOR_NAMESPACE, "2h"],
+        env={**os.environ, "KUBECONFIG": admin_kubeconfig},
+        check=True,
+        capture_output=True,
     )
 
 
@@ -180,7 +126,7 @@ def operator(
 ) -> Iterator[OperatorProcess]:
     workdir = tmp_path_factory.mktemp("operator")
     operator_kubeconfig = workdir / "kubeconfig"
-    _operator_kubeconfig(api_client, kubeconfig, operator_kubeconfig)
+    _operator_kubeconfig(kubeconfig, operator_kubeconfig)
     process = OperatorProcess(operator_kubeconfig, workdir / "operator.log")
     process.start()
     try:
