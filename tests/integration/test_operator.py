@@ -92,34 +92,36 @@ class Cluster:
         return dict(yaml.safe_load(data["runtime.yaml"]))
 
 
-def schedulable_nvidia_nodes_seen(operator: Any) -> int:
-    """How many schedulable NVIDIA nodes the operator's own metrics say it sees."""
-    pattern = r'kubeinfer_nodes\{gpu_product="[^"]*",gpu_vendor="nvidia",schedulable="true"\} (\S+)'
+def schedulable_gpu_nodes_seen(operator: Any) -> int:
+    """How many schedulable GPU nodes (NVIDIA or AMD) the operator's own metrics say it sees."""
+    pattern = r'kubeinfer_nodes\{gpu_product="[^"]*",gpu_vendor="(?:nvidia|amd)",'
+    pattern += r'schedulable="true"\} (\S+)'
     return int(sum(float(count) for count in re.findall(pattern, operator.metrics())))
 
 
 @contextmanager
-def nvidia_nodes_cordoned(cluster: Cluster, operator: Any) -> Iterator[None]:
-    """Every NVIDIA node unschedulable for a while: a cluster without usable NVIDIA GPUs.
-    Waits until the operator has seen each change, so what follows races nothing."""
-    nvidia = [
+def gpu_nodes_cordoned(cluster: Cluster, operator: Any) -> Iterator[None]:
+    """Every GPU node (NVIDIA and AMD: vLLM runs on both) unschedulable for a while: a
+    cluster without usable GPUs. Waits until the operator has seen each change, so what
+    follows races nothing."""
+    gpu = [
         n.metadata.name
         for n in cluster.core.list_node().items
-        if (n.metadata.labels or {}).get("nvidia.com/gpu.present") == "true"
+        if {"nvidia.com/gpu", "amd.com/gpu"} & set(n.status.allocatable or {})
     ]
-    for name in nvidia:
+    for name in gpu:
         cluster.core.patch_node(name, {"spec": {"unschedulable": True}})
     try:
         wait_for(
-            "the operator to see the cordon", lambda: schedulable_nvidia_nodes_seen(operator) == 0
+            "the operator to see the cordon", lambda: schedulable_gpu_nodes_seen(operator) == 0
         )
         yield
     finally:
-        for name in nvidia:
+        for name in gpu:
             cluster.core.patch_node(name, {"spec": {"unschedulable": False}})
         wait_for(
-            "the operator to see the NVIDIA nodes back",
-            lambda: schedulable_nvidia_nodes_seen(operator) == len(nvidia),
+            "the operator to see the GPU nodes back",
+            lambda: schedulable_gpu_nodes_seen(operator) == len(gpu),
         )
 
 
@@ -210,10 +212,10 @@ def test_model_outside_vllm_list_falls_back_to_transformers(cluster: Cluster) ->
     assert not vllm["matched"] and "supported list" in vllm["reason"]
 
 
-def test_forced_vllm_without_nvidia_nodes_waits_then_runs_when_they_return(
+def test_forced_vllm_without_gpu_nodes_waits_then_runs_when_they_return(
     cluster: Cluster, operator
 ) -> None:
-    with nvidia_nodes_cordoned(cluster, operator):
+    with gpu_nodes_cordoned(cluster, operator):
         cluster.create(
             model_deployment(
                 "forced",
@@ -477,8 +479,8 @@ def test_operator_metrics_count_reconciles_and_decisions(cluster: Cluster, opera
 def test_new_gpu_nodes_and_scaling_keep_the_engine_until_the_spec_changes(
     cluster: Cluster, operator
 ) -> None:
-    with nvidia_nodes_cordoned(cluster, operator):
-        # A vLLM-listed model, but no usable NVIDIA node: transformers on CPU.
+    with gpu_nodes_cordoned(cluster, operator):
+        # A vLLM-listed model, but no usable GPU node: transformers on CPU.
         cluster.create(
             model_deployment(
                 "steady",
