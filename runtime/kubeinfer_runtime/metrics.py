@@ -38,7 +38,18 @@ class RuntimeMetrics:
             ["kind"],
             registry=r,
         )
+        self.gpu_layers = Gauge(
+            "kubeinfer_runtime_gpu_layers",
+            "Layers llama.cpp offloads to the GPUs (llama.cpp's own count when it logs one; "
+            "-1: every layer, or the fit's choice unlogged), by the stage that chose them",
+            ["source"],
+            registry=r,
+        )
         self.engine = Info("kubeinfer_runtime_engine", "The engine this runtime runs", registry=r)
+
+    def set_gpu_layers(self, source: str, layers: int) -> None:
+        self.gpu_layers.clear()  # one series: a retry's stage replaces the first one's
+        self.gpu_layers.labels(source).set(layers)
 
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)

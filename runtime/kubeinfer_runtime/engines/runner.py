@@ -53,10 +53,17 @@ class RunContext:
             write_termination_message(self.watcher.termination_path, message)
 
     @contextmanager
-    def engine_output_on_stderr(self) -> Iterator[None]:
-        """For in-process engines: diagnose everything written to fd 2."""
+    def engine_output_on_stderr(self, *also: Callable[[str], None]) -> Iterator[None]:
+        """For in-process engines: diagnose everything written to fd 2 (and hand each line
+        to ``also``, the engine's own readers)."""
+
+        def feed(line: str) -> None:
+            self.watcher.feed(line)
+            for reader in also:
+                reader(line)
+
         sys.stderr.flush()
-        with tee_fd(2, self.watcher.feed):
+        with tee_fd(2, feed):
             yield
 
 
