@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tiny_model
@@ -67,8 +68,44 @@ def test_engine_and_runtime_metrics(runtime: Runtime, client: openai.OpenAI) -> 
     assert 'kubeinfer_runtime_engine_info{engine="llama.cpp",model="tiny-llama"} 1.0' in own
 
 
-def test_cpu_only_skips_the_gpu_layer_estimate(runtime: Runtime) -> None:
-    assert "n_gpu_layers: no GPU devices" in runtime.output()
+def test_without_n_gpu_layers_llama_cpps_fit_decides(runtime: Runtime) -> None:
+    # No GPU here: the fit only checks host memory, and nothing is offloaded.
+    out = runtime.output()
+    assert "n_gpu_layers (fit): left to llama.cpp's fit (fit_params)" in out
+    assert "n_gpu_layers (fit): 0 layers on the GPU (no GPU devices)" in out
+    assert 'kubeinfer_runtime_gpu_layers{source="fit"} 0.0' in runtime.runtime_metrics()
+
+
+TIB = 1024**4
+
+
+@pytest.mark.parametrize(
+    ("params", "source", "logged"),
+    [
+        ({"n_gpu_layers": 0}, "user", "n_gpu_layers (user): n_gpu_layers=0 as given"),
+        ({"fit_params": False}, "estimate", "llama.cpp's fit is not available; no GPU devices"),
+        # A margin no machine has: llama.cpp's fit fails (a warning) and loads anyway.
+        (
+            {"fit_params_target": [TIB] * 16},
+            "estimate",
+            "llama.cpp's fit failed: was unable to fit model into system memory by reducing "
+            "context, abort",
+        ),
+    ],
+)
+def test_gpu_layer_stages_with_the_real_engine(
+    tiny: tiny_model.TinyModel, tmp_path: Path, params: dict[str, Any], source: str, logged: str
+) -> None:
+    rt = start_runtime(tmp_path, "llama.cpp", tiny.gguf_path, {"n_ctx": N_CTX, **params})
+    try:
+        rt.wait_ready(timeout=60)
+        metric = f'kubeinfer_runtime_gpu_layers{{source="{source}"}} 0.0'
+        assert eventually(lambda: metric in rt.runtime_metrics()), rt.runtime_metrics()
+        out = rt.output()
+        assert logged in out
+        assert "again with the estimate" not in out  # no GPU: no second start
+    finally:
+        assert rt.stop() == 0, rt.output()
 
 
 def test_prompt_longer_than_n_ctx_is_diagnosed(runtime: Runtime, client: openai.OpenAI) -> None:

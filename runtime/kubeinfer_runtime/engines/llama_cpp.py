@@ -186,6 +186,7 @@ def run(config: RuntimeConfig, model_path: Path, ctx: RunContext) -> int:
                     del server
                     continue
                 choice = gpu_layer_choice(config, params, path, gpus, fit_failed)
+                log.info("n_gpu_layers (%s): %s", choice.source, choice.reason)
             break
         try:
             layers = reported_layers(choice, layer_log.offloaded, len(gpus))
