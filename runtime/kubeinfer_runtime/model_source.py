@@ -226,8 +226,7 @@ def _download(
     from huggingface_hub.utils._headers import build_hf_headers  # utils re-exports it lazily
 
     final = local_dir / name
-    if final.is_file() and final.stat().st_size == size:
-        progress.add(size)  # fetched by an earlier attempt
+    if _complete(final, size, progress):
         return
     if size > constants.MAX_HTTP_DOWNLOAD_SIZE:
         # The hub serves files this large only through Xet (hf_xet), whose partial files do
@@ -243,28 +242,42 @@ def _download(
         return
     part = _partials(local_dir) / commit / name
     part.parent.mkdir(parents=True, exist_ok=True)
-    with part.open("ab") as out:
-        fcntl.flock(out, fcntl.LOCK_EX)  # one writer, should two pods share the volume
-        kept = out.tell()
-        if kept > size:  # not a prefix of this file
-            out.truncate(0)
-            kept = 0
-        if kept:
-            log.info("continuing %s from %.1f/%.1f MiB", name, kept / 2**20, size / 2**20)
-        if kept == size:
-            progress.add(size)
-        else:
-            # The commit, not the branch, in the URL: the bytes continued are the same file's.
-            http_get(
-                hf_hub_url(ref.repo_id, name, revision=commit, endpoint=hub_endpoint()),
-                out,
-                resume_size=kept,
-                headers=build_hf_headers(),
-                expected_size=size or None,
-                tqdm_class=cast(Any, progress.bar),
-            )
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(part, final)
+    # One writer at a time (a replaced pod can outlive its successor's start by its grace
+    # period): the lock is a file of its own, since the partial file is renamed when done.
+    with part.with_name(f"{part.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _complete(final, size, progress):  # the other writer finished it
+            return
+        with part.open("ab") as out:
+            kept = out.seek(0, os.SEEK_END)
+            if kept > size:  # not a prefix of this file
+                out.truncate(0)
+                kept = 0
+            if kept:
+                log.info("continuing %s from %.1f/%.1f MiB", name, kept / 2**20, size / 2**20)
+            if kept == size:
+                progress.add(size)
+            else:
+                # The commit, not the branch, in the URL: the bytes continued are the same
+                # file's.
+                http_get(
+                    hf_hub_url(ref.repo_id, name, revision=commit, endpoint=hub_endpoint()),
+                    out,
+                    resume_size=kept,
+                    headers=build_hf_headers(),
+                    expected_size=size or None,
+                    tqdm_class=cast(Any, progress.bar),
+                )
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(part, final)
+
+
+def _complete(final: Path, size: int, progress: _Progress) -> bool:
+    """Fetched by an earlier attempt (or by another writer)."""
+    if final.is_file() and final.stat().st_size == size:
+        progress.add(size)
+        return True
+    return False
 
 
 class _Unreachable(Exception):

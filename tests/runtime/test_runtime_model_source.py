@@ -341,3 +341,27 @@ def test_files_too_big_for_plain_http_go_through_huggingface_hub(
     commit = hub.repos["org/open"].commit
     assert calls == [("m.gguf", commit)]
     assert hub.bytes_served() == 2 + 8  # config.json and sub/tokenizer.json, over plain HTTP
+
+
+def test_a_second_writer_waits_and_takes_the_finished_file(hub: Hub, tmp_path: Path) -> None:
+    import fcntl
+    import threading
+    import time
+
+    # A pod whose predecessor is still finishing the file (its grace period) on the volume.
+    commit = hub.repos["org/open"].commit
+    folder = tmp_path / "cache" / "org" / "open"
+    (folder / ".kubeinfer" / "partial" / commit).mkdir(parents=True)
+    with (folder / ".kubeinfer" / "partial" / commit / "m.gguf.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        got: list[Path] = []
+        second = threading.Thread(
+            target=lambda: got.append(fetch("hf://org/open", tmp_path / "cache", "m.gguf"))
+        )
+        second.start()
+        time.sleep(0.5)
+        assert second.is_alive()  # waiting for the lock
+        (folder / "m.gguf").write_bytes(b"G" * 300_000)  # what the first writer does last
+    second.join(timeout=30)
+    assert got == [folder / "m.gguf"]
+    assert hub.bytes_served() == 0
