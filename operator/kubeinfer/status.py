@@ -132,13 +132,16 @@ def invalid_spec_status(
 def status_patch(
     current: ModelDeploymentStatus | None, desired: ModelDeploymentStatus
 ) -> dict[str, Any] | None:
-    """The merge patch that turns `current` into `desired`, or None when they agree."""
+    """The merge patch that turns `current` into `desired`, or None when they agree. It holds
+    only the top-level fields that changed (the candidates' trace and the placement are
+    written once, not with every replica count); lists such as conditions go whole, as a
+    merge patch replaces them."""
     old = current.model_dump(mode="json", by_alias=True) if current else {}
     new = desired.model_dump(mode="json", by_alias=True)
-    if old == new:
-        return None
     # Fields that disappear are nulled, so a merge patch removes them.
-    return {**{key: None for key in old if key not in new}, **new}
+    patch = {key: None for key in old if key not in new}
+    patch |= {key: value for key, value in new.items() if key not in old or old[key] != value}
+    return patch or None
 
 
 @dataclass(frozen=True)
