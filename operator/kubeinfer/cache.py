@@ -1,10 +1,16 @@
-"""The model cache's state, from its download Job and that Job's pods (pure).
+"""The model cache's state, from its PVC, its download Job and that Job's pods (pure).
 
-The condition `ModelCache` says where the weights stand: `Downloading` while the Job runs (with the
-bytes done and in all, from the progress lines at the tail of its log),
-`Ready` once it has succeeded (the engine's Deployment is created only then), and
-`DownloadFailed` with the runtime's own message (from the pod's termination message: no
+The condition `ModelCache` says where the weights stand: `Downloading` while the Job runs
+(with the bytes done and in all, from the progress lines at the tail of its log), `Ready`
+once the claim is filled (its Job succeeded; the engine's Deployment is created only then),
+and `DownloadFailed` with the runtime's own message (from the pod's termination message: no
 token for a gated repo, no such repo, revision or file, a full volume) when it has failed.
+
+The PVC records that it is filled (an annotation), so a Job deleted afterwards is not run
+again, and each Job records the PVC it fills: a Job deleted while it runs is made again and
+continues from the partial files on the claim; a PVC deleted by hand stays while pods use it
+(Kubernetes' pvc-protection: the running engine pods keep serving from it, and ModelCache
+says it is being deleted), then kubeinfer creates it again and fills it with a new Job.
 
 A failed Job runs again on a timer (`next_try`): 1 min after its first failure, then 2, 4 …
 up to 30 min. A refusal that cannot heal by itself (401/403: a gated repo without a token or
@@ -23,7 +29,7 @@ from typing import Any
 
 from kubeinfer import conditions as cond
 from kubeinfer.api.v1alpha1 import Condition, ConditionStatus
-from kubeinfer.render.cache import ATTEMPT_ANNOTATION
+from kubeinfer.render.cache import ATTEMPT_ANNOTATION, CLAIM_UID_ANNOTATION
 from kubeinfer.workload import PodSummary
 
 # The runtime's progress lines (kubeinfer_runtime.model_source): the first names the total,
@@ -65,6 +71,7 @@ class JobSummary:
     uid: str = ""
     attempt: int = 1  # runs of the download so far, this Job included
     failed_at: datetime | None = None
+    claim_uid: str = ""  # the claim it fills ("": made before kubeinfer recorded it)
 
 
 def summarize_job(body: Mapping[str, Any]) -> JobSummary:
@@ -73,7 +80,8 @@ def summarize_job(body: Mapping[str, Any]) -> JobSummary:
         c.get("type"): c for c in status.get("conditions") or () if c.get("status") == "True"
     }
     failed = finished.get("Failed") or {}
-    attempt = str((meta.get("annotations") or {}).get(ATTEMPT_ANNOTATION, "1"))
+    annotations = meta.get("annotations") or {}
+    attempt = str(annotations.get(ATTEMPT_ANNOTATION, "1"))
     when = failed.get("lastTransitionTime") or meta.get("creationTimestamp")
     return JobSummary(
         name=str(meta.get("name", "")),
@@ -83,6 +91,7 @@ def summarize_job(body: Mapping[str, Any]) -> JobSummary:
         uid=str(meta.get("uid", "")),
         attempt=int(attempt) if attempt.isdigit() and int(attempt) > 0 else 1,
         failed_at=datetime.fromisoformat(when) if failed and when else None,
+        claim_uid=str(annotations.get(CLAIM_UID_ANNOTATION, "")),
     )
 
 
@@ -119,6 +128,8 @@ def cache_condition(
     job: JobSummary | None,
     pods: Iterable[PodSummary],
     *,
+    filled: bool,
+    deleting: bool = False,
     done: str | None = None,
     generation: int | None,
     now: datetime,
@@ -128,8 +139,21 @@ def cache_condition(
             cond.MODEL_CACHE, status, reason, message, generation=generation, now=now
         )
 
-    if job is not None and job.succeeded:
-        return made("True", cond.CACHE_READY, f"{uri} is in PersistentVolumeClaim {name}")
+    if filled:
+        message = f"{uri} is in PersistentVolumeClaim {name}"
+        if deleting:
+            message += (
+                " (being deleted: the running pods keep it until they stop, then kubeinfer "
+                "creates it again and fills it)"
+            )
+        return made("True", cond.CACHE_READY, message)
+    if deleting:
+        return made(
+            "False",
+            cond.DOWNLOADING,
+            f"PersistentVolumeClaim {name} is being deleted: kubeinfer creates it again and "
+            f"fills it once no pod uses it",
+        )
     pods = sorted(pods, key=lambda p: p.name)
     if job is not None and job.failed:
         why = failure(job, pods)

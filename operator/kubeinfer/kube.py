@@ -88,7 +88,8 @@ class Kube:
     def ensure_shared(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
         """Creates a shared object (the model cache's PVC or Job) unless it exists, and makes
         sure it lists this object's owner (a strategic merge adds to ownerReferences, keyed by
-        uid). Returns the live object when one was there already, else None."""
+        uid). Returns the live object (the one created, or the one there already), None when
+        it was deleted in between."""
         kind, meta = obj["kind"], obj["metadata"]
         calls: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
             "PersistentVolumeClaim": (
@@ -99,8 +100,11 @@ class Kube:
         }
         create, patch = calls[kind]
         try:
-            _release(create(meta["namespace"], obj, _preload_content=False))
-            return None
+            response = create(meta["namespace"], obj, _preload_content=False)
+            try:
+                return dict(json.loads(response.data))
+            finally:
+                response.release_conn()
         except ApiException as error:
             if error.status != 409:
                 raise
@@ -122,6 +126,18 @@ class Kube:
                 )
             )
         return live
+
+    def annotate_claim(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        """Adds annotations to a PVC (the model cache's: filled)."""
+        _release(
+            self._core.patch_namespaced_persistent_volume_claim(
+                name,
+                namespace,
+                {"metadata": {"annotations": annotations}},
+                _content_type=_MERGE,
+                _preload_content=False,
+            )
+        )
 
     def log_tail(self, namespace: str, pod: str, container: str, lines: int) -> str:
         """The last lines of a container's log (the download's progress), "" when unreadable."""

@@ -1,6 +1,6 @@
 """The operator's log line: time, level, the object and the handler, then the message.
 
-    2026-12-01T18:30:00.123Z INFO    [default/qwen] [on_spec] kubeinfer.reconcile: repairing: ...
+    2026-12-01T18:30:00.123Z INFO    [default/qwen] [refresh:child] kubeinfer.reconcile: repairing: ...
 
 The object and handler come from the record when kopf's object logger wrote it, otherwise
 from the handler running when the line was logged (a callable the operator passes in, which
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,11 @@ Context = tuple[Mapping[str, Any] | None, str | None]
 MAIN_KIND = "ModelDeployment"
 # kopf's own lines about a handler ("Handler 'on_spec' succeeded.") are written after it ran.
 _KOPF_HANDLER_LINE = re.compile(r"^Handler '([^']+)'")
+
+
+# Set by the operator around each reconcile it runs outside a kopf handler (its refresh
+# queue): the ModelDeployment and why it is reconciled ("refresh:child").
+RECONCILING: ContextVar[Context] = ContextVar("reconciling", default=(None, None))
 
 
 def no_context() -> Context:
@@ -46,6 +52,8 @@ class OperatorFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         ref, handler = self._context()
+        if ref is None and handler is None:
+            ref, handler = RECONCILING.get()
         ref = getattr(record, "k8s_ref", None) or ref
         message = record.getMessage()
         if handler is None and (match := _KOPF_HANDLER_LINE.match(message)):

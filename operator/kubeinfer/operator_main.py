@@ -20,7 +20,7 @@ class _QuietWatchHandlers(logging.Filter):
     NOISY = (
         "Handler 'on_child_deleted' succeeded",
         "Handler 'on_node' succeeded",
-        "Handler 'forget_deleted' succeeded",
+        "Handler 'on_model_deployment' succeeded",
     )
 
     def filter(self, record: logging.LogRecord) -> bool:

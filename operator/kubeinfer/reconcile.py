@@ -1,4 +1,5 @@
-"""One reconcile of one ModelDeployment: decide, render, apply what differs, write status.
+"""One reconcile of one ModelDeployment: plan (kubeinfer.plan), write what differs, write
+the status.
 
 Called by the kopf handlers with what the watches already hold (node classes, the children
 and pods), so a reconcile costs no list calls. It is idempotent: applying the same children
@@ -10,7 +11,7 @@ API server refuses becomes a condition: neither raises.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,13 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from kubeinfer import conditions as cond
-from kubeinfer.api.problems import describe
-from kubeinfer.api.v1alpha1 import (
-    Condition,
-    ConditionStatus,
-    ModelDeployment,
-    ModelDeploymentStatus,
-)
+from kubeinfer.api.v1alpha1 import Condition, ModelDeployment, ModelDeploymentStatus
 from kubeinfer.cache import (
     PROGRESS_LINES,
     PROGRESS_SECONDS,
@@ -35,34 +30,20 @@ from kubeinfer.cache import (
     next_try,
     progress,
 )
-from kubeinfer.decide import decide_for_classes, fingerprint
-from kubeinfer.drift import Action, ChildState, child_state, plan_child
+from kubeinfer.drift import Action, ChildState, Step, child_state, plan_child
 from kubeinfer.kube import Kube, api_message
-from kubeinfer.nodes import NodeClass
-from kubeinfer.params.check import describe as describe_params
-from kubeinfer.params.check import problems as param_problems
-from kubeinfer.render import ImageSettings, children
-from kubeinfer.render.cache import FETCH_CONTAINER, numbered
-from kubeinfer.render.children import POD_TEMPLATE_HASH, model_cache
-from kubeinfer.status import (
-    ChildProblem,
-    Event,
-    desired_status,
-    invalid_spec_status,
-    status_patch,
-    transition_events,
-)
-from kubeinfer.workload import DeploymentSummary, PodSummary
+from kubeinfer.plan import Conclusion, Observed, conclude, plan
+from kubeinfer.render import ImageSettings
+from kubeinfer.render.cache import FETCH_CONTAINER, FILLED_ANNOTATION, job_run
+from kubeinfer.status import ChildProblem
+from kubeinfer.workload import PodSummary
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    events: tuple[Event, ...]
-    applied: bool
-    status: ModelDeploymentStatus
-    status_written: bool
+    conclusion: Conclusion
     problem: ChildProblem | None = None  # a child left as it is: try again later
     # Look again after this many seconds (the model cache's progress, a failed download's
     # next run), whatever the events.
@@ -70,12 +51,7 @@ class Outcome:
 
 
 def reconcile(
-    body: Mapping[str, Any],
-    previous: ModelDeploymentStatus | None,
-    classes: Sequence[NodeClass],
-    deployment: DeploymentSummary | None,
-    pods: Iterable[PodSummary],
-    live: Mapping[str, ChildState],
+    observed: Observed,
     *,
     kube: Kube,
     images: ImageSettings,
@@ -84,86 +60,48 @@ def reconcile(
     cache_job: JobSummary | None = None,
     cache_pods: Sequence[PodSummary] = (),
 ) -> Outcome:
-    """Bring one ModelDeployment's children and status in line with its spec.
+    """Bring one ModelDeployment's children and status in line with its spec: plan, write
+    what the plan says, conclude, write the status if it changed.
 
-    `previous` is the status as last written (the operator's own record, which can be newer
-    than `body`). `live` holds the children as the watches (or a resync's reads) last saw
-    them, by kind. `apply_always` re-applies every child (spec changes, operator restarts);
-    otherwise only a child that is missing or differs from the desired one is written.
-    With spec.model.cache, `cache_job` and `cache_pods` are its download Job and pods as the
+    `apply_always` re-applies every child (spec changes, operator restarts); otherwise only a
+    child that is missing or differs from the desired one is written. With
+    spec.model.cache, `cache_job` and `cache_pods` are its download Job and pods as the
     watches saw them; the Deployment is written only once the Job has filled the cache.
     """
-    meta = body["metadata"]
-    try:
-        md = ModelDeployment.from_object(dict(body))
-    except ValidationError as error:
-        status = _invalid_status(body, previous, describe(error), now)
-        return _write(kube, meta, previous, status, applied=False)
-
-    decided_for = fingerprint(md.spec)
-    kept = previous.engine if previous and previous.decided_for == decided_for else None
-    decision = decide_for_classes(md.spec, classes, keep_engine=kept)
-    bad = param_problems(decision.engine, decision.engine_params) if decision.engine else []
-    if bad:
-        # The engine would exit at start: refuse before creating or changing anything.
-        status = _invalid_status(body, previous, describe_params(bad), now)
-        return _write(kube, meta, previous, status, applied=False)
-    desired_hash = None
+    planned = plan(observed, images, apply_always=apply_always)
     applied, problem = False, None
     cache: Condition | None = None
     requeue_after = None
-    if decision.engine is not None:
-        objects: Sequence[Mapping[str, Any]] = children(md, decision, images)
-        desired_hash = objects[2]["spec"]["template"]["metadata"]["annotations"][POD_TEMPLATE_HASH]
-        shared = model_cache(md, decision, images)
-        if shared is not None:
-            cache, problem, requeue_after = _ensure_cache(
-                kube, md, shared, cache_job, cache_pods, apply_always, now
-            )
-            if cache.status != "True":
-                objects = objects[:2]  # the engine pods start only from a filled cache
-        if problem is None:
-            applied, problem = _write_children(
-                kube, objects, live, md.metadata.uid or "", apply_always=apply_always
-            )
-    status = desired_status(
-        md, previous, decision, desired_hash, deployment, pods, problem=problem, now=now
-    )
-    if cache is not None and cache.status != "True" and problem is None:
-        status = _with_cache(status, cache, md.metadata.generation, now)
-    elif cache is not None:
-        status = status.model_copy(
-            update={"conditions": cond.set_condition(status.conditions, cache)}
+    steps = planned.steps
+    if planned.cache is not None and planned.md is not None:
+        cache, problem, requeue_after = _ensure_cache(
+            kube, planned.md, planned.cache, cache_job, cache_pods, apply_always, now
         )
-    status = status.model_copy(update={"decided_for": decided_for})
-    outcome = _write(kube, meta, previous, status, applied=applied)
-    return Outcome(
-        outcome.events,
-        outcome.applied,
-        outcome.status,
-        outcome.status_written,
-        problem,
-        requeue_after,
-    )
+        if cache.status != "True":
+            steps = steps[:-1]  # the engine pods start only from a filled cache
+    if problem is None and planned.md is not None:
+        applied, problem = _write_children(
+            kube, steps, planned.md.metadata.uid or "", apply_always=apply_always
+        )
+    done = conclude(observed, planned, problem=problem, cache=cache, applied=applied, now=now)
+    if done.patch is not None:
+        meta = observed.body["metadata"]
+        kube.patch_status(meta["namespace"], meta["name"], done.patch)
+    return Outcome(done, problem, requeue_after)
 
 
 def _write_children(
-    kube: Kube,
-    objects: Sequence[Mapping[str, Any]],
-    live: Mapping[str, ChildState],
-    owner_uid: str,
-    *,
-    apply_always: bool,
+    kube: Kube, steps: Sequence[Step], owner_uid: str, *, apply_always: bool
 ) -> tuple[bool, ChildProblem | None]:
-    """Applies each child that needs it, in order (the ConfigMap before the Deployment that
+    """Writes each child that needs it, in order (the ConfigMap before the Deployment that
     mounts it). The first child that cannot be written stops the rest: nothing is created
     that depends on it."""
     applied = False
-    for obj in objects:
+    for step in steps:
+        obj = step.obj
         kind, meta = obj["kind"], obj["metadata"]
         where = f"{kind} {meta['namespace']}/{meta['name']}"
         try:
-            step = plan_child(obj, live.get(kind), owner_uid, changed_spec=apply_always)
             if step.action is Action.CREATE:
                 # The watches see only kubeinfer's children: make sure the name is free.
                 found = kube.read(kind, meta["namespace"], meta["name"])
@@ -196,70 +134,83 @@ def _ensure_cache(
     apply_always: bool,
     now: datetime,
 ) -> tuple[Condition, ChildProblem | None, float | None]:
-    """The cache's PVC and download Job exist and list this ModelDeployment as an owner; a
-    failed Job runs again when its next try is due (kubeinfer.cache.next_try), or at once
-    after a spec change. Also returns when to look again: for progress, or the next try."""
+    """The cache's PVC exists, lists this ModelDeployment as an owner, and is filled: until
+    the PVC says so (FILLED_ANNOTATION), a download Job for that PVC runs. A failed Job runs
+    again when its next try is due (kubeinfer.cache.next_try), or at once after a spec change;
+    a Job made for a PVC since deleted is replaced. Also returns when to look again: for
+    progress, or the next try."""
     claim, download = shared
     name, namespace = claim["metadata"]["name"], claim["metadata"]["namespace"]
     generation = md.metadata.generation
     uri = md.spec.model.uri
+
+    def waiting(problem: ChildProblem | None) -> tuple[Condition, ChildProblem | None, None]:
+        found = cache_condition(name, uri, None, (), filled=False, generation=generation, now=now)
+        return found, problem, None
+
     look_again: float | None = PROGRESS_SECONDS
     try:
-        if job is not None and job.failed:
+        live = kube.ensure_shared(claim)
+        if live is None:
+            return waiting(None)  # deleted in between: the PVC's event brings the next try
+        if _foreign(live):
+            return waiting(_conflict(live, name))
+        claim_meta = live["metadata"]
+        filled = FILLED_ANNOTATION in (claim_meta.get("annotations") or {})
+        deleting = bool(claim_meta.get("deletionTimestamp"))
+        attempt = 1
+        if job is not None and job.claim_uid not in ("", claim_meta["uid"]):
+            logger.info("repairing: Job %s/%s fills a claim since deleted", namespace, name)
+            kube.delete_job(namespace, name, uid=job.uid)
+            job, pods = None, ()
+        elif job is not None and job.failed:
             due = next_try(job, failure(job, pods), now).at
             if apply_always or now >= due:
                 # Only that Job: another user of the cache may have replaced it already.
                 kube.delete_job(namespace, name, uid=job.uid)
-                download = numbered(download, 1 if apply_always else job.attempt + 1)
+                attempt = 1 if apply_always else job.attempt + 1
                 job, pods = None, ()
             else:
                 look_again = (due - now).total_seconds()
-        for obj in (claim, download):
-            live = kube.ensure_shared(obj)
-            labels = (live or {}).get("metadata", {}).get("labels") or {}
-            if live is not None and labels.get("app.kubernetes.io/managed-by") != "kubeinfer":
-                why = f"{obj['kind']} {name} already exists and is not kubeinfer's: kubeinfer "
-                why += "leaves it alone; delete it, or change spec.model.cache"
-                waiting = cache_condition(name, uri, None, (), generation=generation, now=now)
-                return waiting, ChildProblem(cond.NAME_CONFLICT, why), None
+        elif job is not None and job.succeeded and not filled and not deleting:
+            kube.annotate_claim(namespace, name, {FILLED_ANNOTATION: job.uid})
+            filled = True
+        if not filled and not deleting:
+            live_job = kube.ensure_shared(job_run(download, claim_meta["uid"], attempt))
+            if live_job is not None and _foreign(live_job):
+                return waiting(_conflict(live_job, name))
     except ApiException as error:
         message = f"model cache {name}: {api_message(error)}"
         logger.warning("writing the model cache %s/%s failed: %s", namespace, name, message)
-        waiting = cache_condition(name, uri, None, (), generation=generation, now=now)
-        return waiting, ChildProblem(cond.APPLY_FAILED, message), None
+        return waiting(ChildProblem(cond.APPLY_FAILED, message))
     running = next((p for p in pods if p.phase == "Running" and not p.deleting), None)
     done = None
     if job is not None and not (job.succeeded or job.failed) and running is not None:
         done = progress(kube.log_tail(namespace, running.name, FETCH_CONTAINER, PROGRESS_LINES))
-    condition = cache_condition(name, uri, job, pods, done=done, generation=generation, now=now)
-    return condition, None, None if condition.status == "True" else look_again
-
-
-def _with_cache(
-    status: ModelDeploymentStatus, cache: Condition, generation: int | None, now: datetime
-) -> ModelDeploymentStatus:
-    """The ModelCache condition; until the cache is filled (and the Deployment written),
-    Available and Progressing say that the engine waits for it, and a failed download is
-    Degraded with the runtime's reason."""
-    conditions = cond.set_condition(status.conditions, cache)
-    failed = cache.reason == cond.DOWNLOAD_FAILED
-    waiting: list[tuple[str, ConditionStatus, str]] = [
-        (cond.AVAILABLE, "False", cond.WAITING_FOR_MODEL_CACHE),
-        (cond.PROGRESSING, "False" if failed else "True", cond.WAITING_FOR_MODEL_CACHE),
-    ]
-    if failed:
-        waiting.append((cond.DEGRADED, "True", cond.MODEL_FETCH_FAILED))
-    for type_, state, reason in waiting:
-        message = cache.message if failed else f"waiting for the model cache: {cache.message}"
-        conditions = cond.set_condition(
-            conditions,
-            cond.condition(type_, state, reason, message, generation=generation, now=now),
-        )
-    # The summary follows what the cache changed.
-    conditions = cond.set_condition(
-        conditions, cond.ready(conditions, generation=generation, now=now)
+    condition = cache_condition(
+        name,
+        uri,
+        job,
+        pods,
+        filled=filled,
+        deleting=deleting,
+        done=done,
+        generation=generation,
+        now=now,
     )
-    return status.model_copy(update={"conditions": conditions})
+    # A claim being deleted: its deletion event brings the next look.
+    return condition, None, None if filled or deleting else look_again
+
+
+def _foreign(live: Mapping[str, Any]) -> bool:
+    labels = live["metadata"].get("labels") or {}
+    return labels.get("app.kubernetes.io/managed-by") != "kubeinfer"
+
+
+def _conflict(live: Mapping[str, Any], name: str) -> ChildProblem:
+    why = f"{live['kind']} {name} already exists and is not kubeinfer's: kubeinfer leaves it "
+    why += "alone; delete it, or change spec.model.cache"
+    return ChildProblem(cond.NAME_CONFLICT, why)
 
 
 def _guarded(obj: Mapping[str, Any], state: ChildState | None) -> Mapping[str, Any]:
@@ -277,25 +228,3 @@ def parse_status(raw: Any) -> ModelDeploymentStatus | None:
         return ModelDeploymentStatus.model_validate(raw)
     except ValidationError:
         return None  # written by something else; it is replaced whole
-
-
-def _invalid_status(
-    body: Mapping[str, Any], previous: ModelDeploymentStatus | None, problems: str, now: datetime
-) -> ModelDeploymentStatus:
-    meta = body["metadata"]
-    return invalid_spec_status(meta["name"], meta.get("generation"), previous, problems, now=now)
-
-
-def _write(
-    kube: Kube,
-    meta: Mapping[str, Any],
-    previous: ModelDeploymentStatus | None,
-    status: ModelDeploymentStatus,
-    *,
-    applied: bool,
-) -> Outcome:
-    patch = status_patch(previous, status)
-    if patch is not None:
-        kube.patch_status(meta["namespace"], meta["name"], patch)
-    events = transition_events(previous, status) if patch is not None else ()
-    return Outcome(events, applied, status, patch is not None)

@@ -220,7 +220,7 @@ def test_dashboard_fleet_queries_and_alert_rules_against_a_real_prometheus(
     lines = [line for line in operator.log.read_text().splitlines() if f"{cluster.ns}/" in line]
     assert lines
     assert all(re.match(rf"{STAMP} [A-Z]+ +\[", line) for line in lines), lines[:5]
-    conflict = [line for line in lines if f"[{cluster.ns}/{CONFLICT}] [on_spec]" in line]
+    conflict = [line for line in lines if f"[{cluster.ns}/{CONFLICT}] [refresh:spec]" in line]
     assert conflict, lines[:10]
 
 

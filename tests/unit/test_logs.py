@@ -13,7 +13,7 @@ import kopf
 from kopf._core.actions import execution
 
 from kubeinfer import handlers  # noqa: F401  (registers the handlers looked up below)
-from kubeinfer.logs import OperatorFormatter
+from kubeinfer.logs import RECONCILING, OperatorFormatter
 from kubeinfer.operator_main import kopf_context
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
@@ -66,9 +66,20 @@ def test_a_line_outside_any_handler_has_time_and_dashes() -> None:
 
 
 def test_a_line_in_a_handler_names_the_modeldeployment_and_the_handler() -> None:
-    line = _in_handler("on_spec", _body("ModelDeployment", "qwen"), "repairing: Deployment")
+    line = _in_handler("on_model_deployment", _body("ModelDeployment", "qwen"), "queued")
     assert re.fullmatch(
-        rf"{STAMP} WARNING \[models/qwen\] \[on_spec\] \S+: repairing: Deployment", line
+        rf"{STAMP} WARNING \[models/qwen\] \[on_model_deployment\] \S+: queued", line
+    )
+
+
+def test_a_line_in_a_queued_reconcile_names_the_modeldeployment_and_why() -> None:
+    def in_reconcile() -> str:
+        RECONCILING.set(({"namespace": "models", "name": "qwen"}, "refresh:child"))
+        return _log(OperatorFormatter(kopf_context), "repairing: Deployment")
+
+    line = contextvars.copy_context().run(in_reconcile)
+    assert re.fullmatch(
+        rf"{STAMP} WARNING \[models/qwen\] \[refresh:child\] \S+: repairing: Deployment", line
     )
 
 

@@ -22,7 +22,13 @@ from kubeinfer.cache import (
 from kubeinfer.decide import decide
 from kubeinfer.nodes import node_facts
 from kubeinfer.render import ImageSettings, children
-from kubeinfer.render.cache import ATTEMPT_ANNOTATION, cache_name, cache_name_of, numbered
+from kubeinfer.render.cache import (
+    ATTEMPT_ANNOTATION,
+    CLAIM_UID_ANNOTATION,
+    cache_name,
+    cache_name_of,
+    job_run,
+)
 from kubeinfer.render.children import model_cache
 from kubeinfer.workload import summarize_pod
 
@@ -119,20 +125,51 @@ def failed_pod(message: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("summary", "pods", "status", "reason", "says"),
+    ("summary", "pods", "filled", "deleting", "status", "reason", "says"),
     [
-        (None, [], "False", c.DOWNLOADING, "is fetching hf://o/r"),
-        (job(active=1), [], "False", c.DOWNLOADING, "is fetching"),
+        (None, [], False, False, "False", c.DOWNLOADING, "is fetching hf://o/r"),
+        (job(active=1), [], False, False, "False", c.DOWNLOADING, "is fetching"),
         (
             job(succeeded=1, conditions=[{"type": "Complete", "status": "True"}]),
             [],
+            True,
+            False,
+            "True",
+            c.CACHE_READY,
+            "hf://o/r is in PersistentVolumeClaim kubeinfer-model-x-1",
+        ),
+        (  # the claim says it is filled: its Job may be gone
+            None,
+            [],
+            True,
+            False,
             "True",
             c.CACHE_READY,
             "hf://o/r is in PersistentVolumeClaim kubeinfer-model-x-1",
         ),
         (
+            None,
+            [],
+            True,
+            True,
+            "True",
+            c.CACHE_READY,
+            "(being deleted: the running pods keep it until they stop, then kubeinfer creates",
+        ),
+        (
+            job(active=1),
+            [],
+            False,
+            True,
+            "False",
+            c.DOWNLOADING,
+            "PersistentVolumeClaim kubeinfer-model-x-1 is being deleted: kubeinfer creates it",
+        ),
+        (
             job(conditions=[{"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}]),
             [failed_pod("cannot fetch hf://o/r: o/r is gated and no HF_TOKEN is set")],
+            False,
+            False,
             "False",
             c.DOWNLOAD_FAILED,
             "is gated and no HF_TOKEN is set",
@@ -140,13 +177,21 @@ def failed_pod(message: str) -> dict[str, Any]:
     ],
 )
 def test_the_cache_condition(
-    summary: dict[str, Any] | None, pods: list[dict[str, Any]], status: str, reason: str, says: str
+    summary: dict[str, Any] | None,
+    pods: list[dict[str, Any]],
+    filled: bool,
+    deleting: bool,
+    status: str,
+    reason: str,
+    says: str,
 ) -> None:
     found = cache_condition(
         "kubeinfer-model-x-1",
         "hf://o/r",
         summarize_job(summary) if summary else None,
         [summarize_pod(p) for p in pods],
+        filled=filled,
+        deleting=deleting,
         generation=1,
         now=NOW,
     )
@@ -168,6 +213,7 @@ def test_progress_from_the_tail_of_the_download_log() -> None:
         None,
         [],
         done="3.0/12.0 MiB (25%)",
+        filled=False,
         generation=1,
         now=NOW,
     )
@@ -221,22 +267,26 @@ def test_a_failed_download_runs_again_later_each_time() -> None:
     assert next_try(summarize_job(failed_job()), GATED, NOW).delay == RETRY_MAX_SECONDS
 
 
-def test_the_job_carries_its_run() -> None:
+def test_the_job_carries_its_run_and_claim() -> None:
     summary = summarize_job(failed_job(3))
     assert (summary.uid, summary.attempt, summary.failed) == ("j-1", 3, True)
+    assert summary.claim_uid == ""  # made before kubeinfer recorded it
     assert summary.failed_at == datetime(2026, 1, 1, 0, 10, tzinfo=UTC)
     assert summarize_job(failed_job()).attempt == 1
     assert summarize_job(failed_job(0)).attempt == 1  # edited by hand: counted from 1 again
     running = summarize_job(job(active=1))
     assert (running.failed, running.failed_at) == (False, None)
     body = {"metadata": {"name": "j", "labels": {"a": "b"}}, "spec": {}}
-    assert numbered(body, 1) == body
-    assert numbered(body, 4)["metadata"] == {
+    assert job_run(body, "c-1", 1)["metadata"]["annotations"] == {CLAIM_UID_ANNOTATION: "c-1"}
+    fourth = job_run(body, "c-1", 4)
+    assert fourth["metadata"] == {
         "name": "j",
         "labels": {"a": "b"},
-        "annotations": {ATTEMPT_ANNOTATION: "4"},
+        "annotations": {CLAIM_UID_ANNOTATION: "c-1", ATTEMPT_ANNOTATION: "4"},
     }
     assert "annotations" not in body["metadata"]
+    assert summarize_job(fourth).claim_uid == "c-1"
+    assert summarize_job(fourth).attempt == 4
 
 
 def test_a_failed_download_says_when_it_runs_again() -> None:
@@ -246,6 +296,7 @@ def test_a_failed_download_says_when_it_runs_again() -> None:
             "hf://o/r",
             summarize_job(failed_job(2)),
             [summarize_pod(failed_pod(UNREACHABLE))],
+            filled=False,
             generation=1,
             now=now,
         ).message

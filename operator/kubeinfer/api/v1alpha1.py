@@ -57,8 +57,8 @@ QUANTITY_PATTERN = (
     r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 
-# Bounds that keep every object kubeinfer writes (and kopf's last-handled annotation, a copy
-# of the spec limited to 256 KiB with the other annotations) under the API server's limits.
+# Bounds that keep every object kubeinfer writes (the ConfigMap holds the engine parameters,
+# the status the spec's trace) under the API server's limits.
 NAME_TEXT_MAX = 253  # model name, family, architecture, GPU product
 URI_MAX = 2048
 FILE_MAX = 1024

@@ -22,8 +22,12 @@ from kubeinfer.api.v1alpha1 import API_VERSION, KIND, ModelDeployment, ModelSpec
 CACHE_LABEL = "kubeinfer.io/model-cache"
 # On the download Job: which run of the download it is (a failed one runs again, later each
 # time; the count lives on the Job so that every ModelDeployment sharing it, and an operator
-# restart, see the same).
+# restart, see the same), and the uid of the claim it fills.
 ATTEMPT_ANNOTATION = "kubeinfer.io/download-attempt"
+CLAIM_UID_ANNOTATION = "kubeinfer.io/claim-uid"
+# On the PVC, once a Job has filled it: that Job's uid. The claim itself says it is filled, so
+# a deleted Job is not run again, and a claim deleted and created again is filled again.
+FILLED_ANNOTATION = "kubeinfer.io/filled-by-job"
 FETCH_CONTAINER = "fetch"
 # The runtime's exit code when the model cannot be fetched (a refusal: retrying won't help;
 # transient errors were already retried inside the runtime).
@@ -200,10 +204,10 @@ def download_job(
     }
 
 
-def numbered(job: Mapping[str, Any], attempt: int) -> dict[str, Any]:
-    """The download Job as its `attempt`-th run (the first carries no annotation)."""
-    if attempt <= 1:
-        return dict(job)
+def job_run(job: Mapping[str, Any], claim_uid: str, attempt: int) -> dict[str, Any]:
+    """The download Job as its `attempt`-th run, filling the claim `claim_uid`."""
     meta = job["metadata"]
-    annotations = {**meta.get("annotations", {}), ATTEMPT_ANNOTATION: str(attempt)}
+    annotations = {**meta.get("annotations", {}), CLAIM_UID_ANNOTATION: claim_uid}
+    if attempt > 1:
+        annotations[ATTEMPT_ANNOTATION] = str(attempt)
     return {**job, "metadata": {**meta, "annotations": annotations}}
