@@ -3,8 +3,8 @@
 It answers the calls the runtime's fetch makes (model info with file sizes, HEAD and ranged
 GET of /org/repo/resolve/<revision>/<file>) for repos made of local folders, with the hub's
 error codes (X-Error-Code) so that huggingface_hub raises its real exceptions. A gated repo
-needs `Authorization: Bearer <token>`. It counts the bytes it serves, per file, and can
-send them slowly (`rate`).
+needs `Authorization: Bearer <token>`. It counts the bytes it serves, per file, can send them
+slowly (`rate`) and can answer every request with an error (`broken`).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class Hub:
     requests: list[str] = field(default_factory=list)
     url: str = ""
     rate: int | None = None  # bytes a second per download (a slow link), None: unlimited
+    broken: int | None = None  # a status every request gets (a hub in trouble), None: none
 
     def bytes_served(self, repo_id: str | None = None) -> int:
         return sum(
@@ -95,6 +96,9 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
         def _answer(self, *, body: bool) -> None:
             path = unquote(urlsplit(self.path).path)
             hub.requests.append(f"{self.command} {path}")
+            if hub.broken:
+                self._refuse(hub.broken, "Broken")
+                return
             if match := _INFO.match(path):
                 repo = self._repo(match.group(1), match.group(2))
                 if repo is not None:

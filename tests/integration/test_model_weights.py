@@ -271,6 +271,151 @@ def test_download_progress_shows_in_the_condition(
     )
 
 
+def _cache_job(cluster: Cluster) -> client.V1Job | None:
+    jobs = client.BatchV1Api(cluster.core.api_client).list_namespaced_job(cluster.ns).items
+    live = [j for j in jobs if not j.metadata.deletion_timestamp]
+    return live[0] if len(live) == 1 else None
+
+
+def _cache_claim(cluster: Cluster) -> client.V1PersistentVolumeClaim | None:
+    claims = cluster.core.list_namespaced_persistent_volume_claim(cluster.ns).items
+    return claims[0] if len(claims) == 1 else None
+
+
+def test_a_download_job_deleted_halfway_is_made_again_and_continues(
+    cluster: Cluster, hub: Hub, cache_class: str, tmp_path: Path
+) -> None:
+    size = 30 * 2**20
+    (tmp_path / "big").mkdir()
+    (tmp_path / "big" / GGUF).write_bytes(secrets.token_bytes(size))
+    hub.repos["kubeinfer/big"] = Repo(tmp_path / "big")
+    hub.rate = size // 20
+    cluster.create(hub_md("halfway", hub, cache_class, "hf://kubeinfer/big"))
+    # Past huggingface_hub's first 10 MiB chunk, which the runtime has then written.
+    wait_for(
+        "12 MiB served",
+        lambda: hub.bytes_served() > 12 * 2**20,
+        timeout=READY_TIMEOUT,
+    )
+    first = _cache_job(cluster)
+    assert first is not None
+    client.BatchV1Api(cluster.core.api_client).delete_namespaced_job(
+        first.metadata.name, cluster.ns, propagation_policy="Background"
+    )
+    again = wait_for(
+        "a new download Job",
+        lambda: (j := _cache_job(cluster)) and j.metadata.uid != first.metadata.uid and j,
+        timeout=60,
+    )
+    hub.rate = None
+    wait_for(
+        "ModelCache Ready",
+        lambda: cluster.condition_is("halfway", "ModelCache", "True"),
+        timeout=READY_TIMEOUT,
+    )
+    served = hub.bytes_served()
+    print(f"download Job deleted halfway and made again: {served / 2**20:.1f} MiB served for 30")
+    # The new Job's pod continued from the partial file on the claim (what the first pod had
+    # received but not written, at most a 10 MiB chunk, is sent again).
+    assert served < size + 11 * 2**20, hub.served
+    assert (
+        again.metadata.annotations["kubeinfer.io/claim-uid"] == _cache_claim(cluster).metadata.uid
+    )  # type: ignore[union-attr]
+
+
+def test_a_failed_download_runs_again_on_a_timer(
+    cluster: Cluster, hub: Hub, cache_class: str, tiny_models_dir: Path
+) -> None:
+    # The hub answers 400 (not retried by the runtime, not a refusal that lasts): the Job
+    # fails at once and runs again a minute later, without any change to the spec.
+    hub.broken = 400
+    cluster.create(hub_md("later", hub, cache_class, "hf://kubeinfer/tiny"))
+    failed = wait_for(
+        "ModelCache DownloadFailed",
+        lambda: _reason_is(cluster, "later", "ModelCache", "DownloadFailed"),
+        timeout=READY_TIMEOUT,
+    )
+    assert "the hub answered 400" in failed["message"], failed
+    assert "(retrying in 60 s from the failure, at " in failed["message"], failed
+    print(f"failed download: {failed['message']}")
+    hub.broken = None
+    started = time.monotonic()
+    wait_for(
+        "ModelCache Ready",
+        lambda: cluster.condition_is("later", "ModelCache", "True"),
+        timeout=READY_TIMEOUT,
+    )
+    print(f"ran again and filled the cache {time.monotonic() - started:.0f} s after the fix")
+    job = _cache_job(cluster)
+    assert job is not None and job.metadata.annotations["kubeinfer.io/download-attempt"] == "2"
+    assert hub.bytes_served() == (tiny_models_dir / GGUF).stat().st_size
+
+
+def test_a_deleted_cache_job_or_claim_after_ready(
+    cluster: Cluster, hub: Hub, cache_class: str, tiny_models_dir: Path
+) -> None:
+    size = (tiny_models_dir / GGUF).stat().st_size
+    cluster.create(hub_md("kept", hub, cache_class, "hf://kubeinfer/tiny"))
+    wait_for(
+        "Available",
+        lambda: cluster.condition_is("kept", "Available", "True"),
+        timeout=READY_TIMEOUT,
+    )
+    claim = _cache_claim(cluster)
+    assert claim is not None
+    assert "kubeinfer.io/filled-by-job" in (claim.metadata.annotations or {})
+
+    # The Job deleted once it has filled the claim: the claim says it is filled, no new Job.
+    job = _cache_job(cluster)
+    assert job is not None
+    client.BatchV1Api(cluster.core.api_client).delete_namespaced_job(
+        job.metadata.name, cluster.ns, propagation_policy="Background"
+    )
+    wait_for("the Job gone", lambda: _cache_job(cluster) is None, timeout=60)
+    time.sleep(3)  # the operator has seen the deletion
+    assert _cache_job(cluster) is None
+    assert cluster.condition_is("kept", "Available", "True")
+    assert cluster.condition_is("kept", "ModelCache", "True")
+    assert hub.bytes_served() == size
+
+    # The claim deleted while the engine pod uses it: it stays (pvc-protection) and the pod
+    # keeps serving; ModelCache says so.
+    cluster.core.delete_namespaced_persistent_volume_claim(claim.metadata.name, cluster.ns)
+    said = wait_for(
+        "ModelCache saying the claim is being deleted",
+        lambda: (
+            (c := cluster.condition_is("kept", "ModelCache", "True"))
+            and "being deleted" in c["message"]
+            and c
+        ),
+        timeout=60,
+    )
+    print(f"claim deleted under a running pod: {said['message']}")
+    assert cluster.condition_is("kept", "Available", "True")
+    url = service_url(cluster, "kept")
+    assert wait_for(f"an answer from {url}", lambda: chat(url), timeout=30)
+
+    # Once no pod uses it, it goes; kubeinfer creates it again (the second volume) and fills
+    # it, and the engine starts from it.
+    (pod,) = cluster.running_pods("kept")
+    cluster.core.delete_namespaced_pod(pod.metadata.name, cluster.ns)
+    wait_for(
+        "a new claim",
+        lambda: (c := _cache_claim(cluster)) and c.metadata.uid != claim.metadata.uid,
+        timeout=READY_TIMEOUT,
+    )
+    wait_for(
+        "Available again, from the new claim",
+        lambda: (
+            cluster.condition_is("kept", "Available", "True")
+            and cluster.running_pods("kept")
+            and hub.bytes_served() == 2 * size
+        ),
+        timeout=READY_TIMEOUT,
+    )
+    assert wait_for(f"an answer from {url}", lambda: chat(url), timeout=30)
+
+
 def _reason_is(cluster: Cluster, name: str, type_: str, reason: str) -> dict[str, Any] | None:
     found = cluster.condition(name, type_)
     return found if found and found["reason"] == reason else None
