@@ -842,6 +842,24 @@ def main() -> int:
         for key, _ in top.most_common(16):
             print(f"{key:<40}" + "".join(f"{p.writes.get(key, 0):>12}" for p in phases))
         print(f"{'all writes':<40}" + "".join(f"{p.writes.total():>12}" for p in phases))
+        print()
+        # Writes the ModelDeployments caused (the nodes' heartbeats and status are KWOK's).
+        heartbeats = ("PUT leases", "PUT nodes/status", "PATCH nodes/status", "PATCH nodes")
+        caused = md_phase.writes.total() - sum(md_phase.writes[key] for key in heartbeats)
+        cpu_ms = md_phase.cpu.get("operator", 0.0) / args.count * 1000
+        print(
+            f"operator peak RSS: {memory['VmHWM'] / 1024:.0f} MiB; "
+            f"CPU per ModelDeployment: {cpu_ms:.0f} ms; "
+            f"writes per ModelDeployment: {caused / args.count:.1f}"
+        )
+        base_s = phases[0].ready_s if not args.no_baseline else None
+        if md_phase.ready_s and base_s:
+            print(
+                f"operator/baseline: {md_phase.ready_s / base_s:.2f} "
+                f"({md_phase.ready_s:.1f} s / {base_s:.1f} s)"
+            )
+        else:
+            print(f"operator/baseline: n/a ({fmt(md_phase.ready_s)} / {fmt(base_s)})")
         return 0
     finally:
         STOPPING.set()

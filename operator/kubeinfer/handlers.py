@@ -170,22 +170,11 @@ class Controller:
         self.queue.forget(key)
 
     async def _refresh(self, request: Request) -> bool:
-        """One queued refresh, from the snapshot the watch holds now; True when it left
-        nothing to try again."""
-        views = self.views
-        snapshot = first(views.mds, request.key) if views else None
-        if views is None or snapshot is None:
-            return True  # the owner is gone; garbage collection takes the children
+        """One queued refresh; True when it left nothing to try again."""
+        if self.views is None:
+            return True
         try:
-            outcome = await _run(
-                self,
-                views,
-                request.key,
-                snapshot,
-                request.trigger,
-                apply_always=self.spec_is_new(request.key, snapshot),
-                verify=request.verify,
-            )
+            outcome = await _run(self, self.views, request.key, request.trigger, request.verify)
         except Exception as error:
             # One line naming the object; the status could not be written either.
             delay = self.queue.failed(request.key, request.trigger)
@@ -194,7 +183,8 @@ class Controller:
                 "refreshing %s failed: %s; trying again in %.0fs", key, api_message(error), delay
             )
             return True  # counted and scheduled here, with the error's line
-        return outcome.problem is None
+        # None: the owner is gone (garbage collection takes the children)
+        return outcome is None or outcome.problem is None
 
 
 @kopf.on.startup()
@@ -404,18 +394,18 @@ async def _resync_forever(ctl: Controller) -> None:
 
 
 async def _run(
-    ctl: Controller,
-    views: Views,
-    key: Key,
-    body: dict[str, Any],
-    trigger: str,
-    *,
-    apply_always: bool = False,
-    verify: bool = False,
-) -> Outcome:
+    ctl: Controller, views: Views, key: Key, trigger: str, verify: bool
+) -> Outcome | None:
     # Log lines of this reconcile name the object and why it runs (the thread inherits it).
     RECONCILING.set(({"namespace": key[0], "name": key[1]}, f"refresh:{trigger}"))
     async with ctl.locks[key]:
+        # The object as it is now (it may have changed while this waited for the lock), and
+        # whether its spec is new, decided under the lock: refreshes queued behind the one
+        # applying a new spec find it applied.
+        body = first(views.mds, key)
+        if body is None:
+            return None
+        apply_always = ctl.spec_is_new(key, body)
         # Read the indexes here, in the event loop, and hand plain values to the thread.
         cache = ctl.caches.get(key)
         cache_key = (key[0], cache or "")

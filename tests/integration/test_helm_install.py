@@ -151,5 +151,6 @@ def test_upgrade_with_new_runtime_images_updates_the_config_map(
     images = yaml.safe_load(
         core.read_namespaced_config_map(f"{fullname}-images", namespace).data["images.yaml"]
     )
-    assert images["vllm"] == {"cuda": "registry.local/vllm:0.11.0-cu128"}
+    assert images["vllm"]["cuda"] == "registry.local/vllm:0.11.0-cu128"
+    assert images["vllm"]["rocm"].endswith("runtime-vllm-rocm:0.1.0")  # the other variant kept
     assert checksum() != before
