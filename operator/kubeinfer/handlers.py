@@ -309,20 +309,24 @@ async def pod_index(
 # --- handlers ------------------------------------------------------------------------------
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-@kopf.on.event("services", labels=MANAGED)
-@kopf.on.event("configmaps", labels=MANAGED)
-@kopf.on.event("pods", labels=MANAGED)
-@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
+def _deleted(type: str | None, **_: Any) -> bool:
+    return type == "DELETED"
+
+
+# (`when` is checked before kopf invokes a handler: the other events cost no invocation.)
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED, when=_deleted)
+@kopf.on.event("services", labels=MANAGED, when=_deleted)
+@kopf.on.event("configmaps", labels=MANAGED, when=_deleted)
+@kopf.on.event("pods", labels=MANAGED, when=_deleted)
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED, when=_deleted)
 async def on_child_deleted(
-    namespace: str | None, labels: kopf.Labels, type: str | None, memo: kopf.Memo, **_: Any
+    namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any
 ) -> None:
     """kopf runs no indexer for a deletion: a deleted child (removed by hand, an evicted
     pod, a download Job) queues the owner's refresh here."""
-    if type == "DELETED":
-        key = _owner(namespace, labels)
-        memo.controller.refresh(key)
-        memo.controller.refresh_cache_users(key)
+    key = _owner(namespace, labels)
+    memo.controller.refresh(key)
+    memo.controller.refresh_cache_users(key)
 
 
 @kopf.on.event("persistentvolumeclaims", labels=MANAGED)
