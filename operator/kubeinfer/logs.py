@@ -1,6 +1,6 @@
 """The operator's log line: time, level, the object and the handler, then the message.
 
-    2026-12-01T18:30:00.123Z INFO    [default/qwen] [refresh:child] kubeinfer.reconcile: repairing: ...
+    2026-12-01T18:30:00.123Z INFO    [default/qwen] [refresh:child] kubeinfer.reconcile: ...
 
 The object and handler come from the record when kopf's object logger wrote it, otherwise
 from the handler running when the line was logged (a callable the operator passes in, which
