@@ -66,12 +66,22 @@ why_not() {
   for b in kubelet kube-proxy; do
     [ -x "$bin/$b" ] || { echo "$bin/$b not built (run: make controlplane)"; return; }
   done
-  if [ -f "$RUN_DIR/owner" ] && [ "$(cat "$RUN_DIR/owner")" != "${1:-}" ] && alive containerd; then
+  if held_by_other "${1:-}"; then
     echo "a real node already runs on this machine, for the cluster in $(cat "$RUN_DIR/owner")"
   fi
 }
 
 alive() { [ -f "$RUN_DIR/$1.pid" ] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; }
+
+# The node belongs to another cluster that still runs: its containerd answers, or (while that
+# cluster is still starting the node) its API server is up.
+held_by_other() { # STATE of the asking cluster
+  [ -f "$RUN_DIR/owner" ] || return 1
+  local owner; owner=$(cat "$RUN_DIR/owner")
+  [ "$owner" != "$1" ] || return 1
+  alive containerd && return 0
+  [ -f "$owner/kube-apiserver.pid" ] && kill -0 "$(cat "$owner/kube-apiserver.pid")" 2>/dev/null
+}
 
 # Saves a sysctl's value the first time, so `down` can put it back.
 set_sysctl() { # path under /proc/sys, value
@@ -298,7 +308,7 @@ case "${1:-}" in
   up) up "${2:?state folder}" ;;
   down) # STATE given: only the node of that cluster (or the leftovers of a dead one)
     [ "$(id -u)" = 0 ] || exit 0
-    if [ -n "${2:-}" ] && [ -f "$RUN_DIR/owner" ] && [ "$(cat "$RUN_DIR/owner")" != "$2" ] && alive containerd; then
+    if [ -n "${2:-}" ] && held_by_other "$2"; then
       exit 0
     fi
     down ;;
