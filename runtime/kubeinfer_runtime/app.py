@@ -7,13 +7,14 @@ downloads; the termination message carries the reason either way.
 from __future__ import annotations
 
 import json
-from typing import TextIO
+import signal
+from typing import Any, TextIO
 
 from kubeinfer.runtime_config import RuntimeConfig
 
 from .engines import LAUNCHERS
 from .engines.flags import ParamError
-from .engines.runner import RunContext
+from .engines.runner import RunContext, handle_signals
 from .logs import get_logger
 from .metrics import RuntimeMetrics
 from .model_source import ModelSourceError, local_path, resolve
@@ -63,13 +64,21 @@ def run(config: RuntimeConfig) -> int:
 
 
 def fetch(config: RuntimeConfig) -> int:
-    """Only fetch the model (the operator's download Job, which fills a shared cache)."""
+    """Only fetch the model (the operator's download Job, which fills a shared cache). As a
+    pod's PID 1 it gets no default SIGTERM handling: stopping is explicit, so a deleted Job's
+    pod ends at once (what is on the volume stays, and the next run continues from it)."""
     try:
-        path = resolve(config.model, RuntimeMetrics())
+        with handle_signals(_stop):
+            path = resolve(config.model, RuntimeMetrics())
     except ModelSourceError as err:
         return _fail(config, EXIT_MODEL, str(err), "fix spec.model or spec.env")
     log.info("the model is in %s", path)
     return 0
+
+
+def _stop(signum: int, _frame: Any) -> None:
+    log.info("%s: stopping the fetch", signal.Signals(signum).name)
+    raise SystemExit(128 + signum)
 
 
 def print_command(config: RuntimeConfig, out: TextIO) -> int:

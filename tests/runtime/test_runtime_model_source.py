@@ -301,6 +301,41 @@ def test_a_download_killed_halfway_continues_after_a_restart(hub: Hub, tmp_path:
     assert not any(p.name.endswith(".part") or ".incomplete" in p.name for p in cache.rglob("*"))
 
 
+FETCH_ONLY = (
+    "import sys\n"
+    "from kubeinfer.runtime_config import ModelSource, RuntimeConfig\n"
+    "from kubeinfer_runtime import app\n"
+    "source = ModelSource(name='m', uri=sys.argv[1], cacheDir=sys.argv[2])\n"
+    "sys.exit(app.fetch(RuntimeConfig(engine='llama.cpp', model=source)))\n"
+)
+
+
+def test_a_fetch_stops_at_once_on_sigterm_and_keeps_what_it_has(hub: Hub, tmp_path: Path) -> None:
+    """The download Job's container is the pod's PID 1, which has no default SIGTERM action:
+    a deleted Job's pod would otherwise linger for its whole grace period."""
+    import signal
+    import time
+
+    size = 24 * 2**20
+    folder = tmp_path / "big"
+    folder.mkdir()
+    (folder / "m.gguf").write_bytes(os.urandom(size))
+    hub.repos["org/big"] = Repo(folder)
+    hub.rate = 8 * 2**20
+    cache = tmp_path / "cache"
+    job = subprocess.Popen([*python_c(FETCH_ONLY), "hf://org/big/m.gguf", str(cache)])
+    deadline = time.monotonic() + 60
+    while hub.bytes_served() < 14 * 2**20 and job.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    job.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert job.wait(timeout=10) == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 3
+    kept = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file())
+    assert 0 < kept < size  # the next run continues from it
+
+
 def test_partial_files_continue_only_for_the_same_commit(hub: Hub, tmp_path: Path) -> None:
     commit = hub.repos["org/open"].commit
     partials = tmp_path / "cache" / "org" / "open" / ".kubeinfer" / "partial"
