@@ -9,12 +9,16 @@ Then:
 2. baseline: creates the very children the operator would render for the same 500 specs
    (ConfigMap, Service, Deployment each) straight into a namespace, without the operator,
    and times until every Deployment has its replica ready: what the cluster itself costs;
+   then a second baseline, one bare Pod per model from the same pod template and nothing
+   else, timed until every Pod is Ready;
 3. installs the CRD, starts `kubeinfer operator` as a subprocess under its own
    ServiceAccount bound to the ClusterRole from charts/kubeinfer/files/clusterrole-rules.yaml
    (a token kubeconfig, not cluster-admin), creates the 500 ModelDeployments concurrently and
    times until every child Deployment exists and every status has Available=True;
 4. prints the figures: times, reconciles/s (kubeinfer_reconciles_total scraped before and
-   after), the operator's peak RSS (VmHWM) and the CPU seconds each process spent;
+   after), the operator's peak RSS (VmHWM), the CPU seconds each process spent, the writes
+   by verb and resource; last, peak RSS with CPU and writes per ModelDeployment, and the
+   operator's time over each baseline's (`operator/bare-pods`, then `operator/baseline`);
 5. stops the operator and takes the cluster down (unless --keep, or it was already up).
 
     .venv/bin/python benchmarks/bench_operator.py [--count 500] [--scale 125] [--keep]
@@ -67,7 +71,7 @@ BENCH_ENV = {
 }
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 OPERATOR_NS, OPERATOR_SA = "kubeinfer-system", "kubeinfer"
-BASELINE_NS, BENCH_NS = "bench-baseline", "bench"
+BASELINE_NS, PODS_NS, BENCH_NS = "bench-baseline", "bench-pods", "bench"
 TICK = os.sysconf("SC_CLK_TCK")
 STOPPING = threading.Event()  # set before the cluster goes down: watches end quietly
 
@@ -272,6 +276,7 @@ def create(api: client.ApiClient, obj: dict[str, Any]) -> None:
             GROUP, VERSION, ns, PLURAL, obj, _preload_content=False
         ),
         "Node": lambda: core.create_node(obj, _preload_content=False),
+        "Pod": lambda: core.create_namespaced_pod(ns, obj, _preload_content=False),
     }
     try:
         calls[kind]()
@@ -441,6 +446,32 @@ def deployment_ready(obj: dict[str, Any]) -> bool:
     )
 
 
+def pod_ready(obj: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (obj.get("status") or {}).get("conditions") or ()
+    )
+
+
+def bare_pods(objects: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
+    """One Pod per rendered Deployment, from its pod template: what the cluster costs with no
+    operator and no Deployment, ReplicaSet, Service or ConfigMap."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": obj["metadata"]["name"],
+                "namespace": namespace,
+                **obj["spec"]["template"]["metadata"],
+            },
+            "spec": obj["spec"]["template"]["spec"],
+        }
+        for obj in objects
+        if obj["kind"] == "Deployment"
+    ]
+
+
 def md_available(obj: dict[str, Any]) -> bool:
     return any(
         c.get("type") == "Available" and c.get("status") == "True"
@@ -598,6 +629,12 @@ class Phase:
         self.cpu = {name: after[name] - before[name] for name in before}
 
 
+def ratio_line(name: str, operator_s: float | None, baseline_s: float | None) -> str:
+    if operator_s and baseline_s:
+        return f"{name}: {operator_s / baseline_s:.2f} ({operator_s:.1f} s / {baseline_s:.1f} s)"
+    return f"{name}: n/a ({fmt(operator_s)} / {fmt(baseline_s)})"
+
+
 def median(times: Iterable[float], started: float) -> float | None:
     ordered = sorted(times)
     return ordered[len(ordered) // 2] - started if ordered else None
@@ -685,6 +722,7 @@ def main() -> int:
         deployable = engines.total() - engines["none"]
         log("engines chosen offline: " + ", ".join(f"{e} {n}" for e, n in sorted(engines.items())))
         apps, custom = client.AppsV1Api(api), client.CustomObjectsApi(api)
+        core = client.CoreV1Api(api)
         phases: list[Phase] = []
 
         # 2. baseline: the same children, created directly, no operator
@@ -715,6 +753,18 @@ def main() -> int:
                 "deleting the namespace"
             )
             log(f"baseline namespace gone in {delete_namespace(api, BASELINE_NS, wait=True):.1f} s")
+
+            # 2b. bare Pods: one per ModelDeployment, the same pod template, nothing else
+            delete_namespace(api, PODS_NS, wait=True)
+            ensure_namespace(api, PODS_NS)
+            pods = bare_pods(baseline_objects, PODS_NS)
+            pods_phase = Phase(f"bare pods: {len(pods)} Pods, no operator", len(pods))
+            pod_watch = Watch(lambda **kw: core.list_namespaced_pod(PODS_NS, **kw), pod_ready)
+            log(f"bare pods: creating {len(pods)} Pods")
+            pods_phase.run(api, pods, pod_watch, pod_watch, args.clients, args.timeout, state, {})
+            phases.append(pods_phase)
+            log(f"bare pods: all Ready in {fmt(pods_phase.ready_s)}; deleting the namespace")
+            log(f"bare pods namespace gone in {delete_namespace(api, PODS_NS, wait=True):.1f} s")
 
         # 3. the operator
         kubectl(admin, "apply", "--server-side", "-f", str(ROOT / "crds"))
@@ -852,14 +902,12 @@ def main() -> int:
             f"CPU per ModelDeployment: {cpu_ms:.0f} ms; "
             f"writes per ModelDeployment: {caused / args.count:.1f}"
         )
-        base_s = phases[0].ready_s if not args.no_baseline else None
-        if md_phase.ready_s and base_s:
-            print(
-                f"operator/baseline: {md_phase.ready_s / base_s:.2f} "
-                f"({md_phase.ready_s:.1f} s / {base_s:.1f} s)"
-            )
-        else:
-            print(f"operator/baseline: n/a ({fmt(md_phase.ready_s)} / {fmt(base_s)})")
+        # The issue's order has the own-children baseline last.
+        base_s, pods_s = (
+            (None, None) if args.no_baseline else (phases[0].ready_s, phases[1].ready_s)
+        )
+        print(ratio_line("operator/bare-pods", md_phase.ready_s, pods_s))
+        print(ratio_line("operator/baseline", md_phase.ready_s, base_s))
         return 0
     finally:
         STOPPING.set()
