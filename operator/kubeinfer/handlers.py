@@ -125,12 +125,9 @@ class Controller:
             self.resync = asyncio.create_task(_resync_forever(self))
         return self.views
 
-    def refresh(self, key: Key, *, settle: float | None = None) -> None:
+    def refresh(self, key: Key) -> None:
         """Queues a refresh of a ModelDeployment (its children's event, its cache's)."""
-        if settle is None:
-            self.queue.queue(key, "child")
-        else:
-            self.queue.queue(key, "child", settle=settle)
+        self.queue.queue(key, "child")
 
     def refresh_cache_users(self, cache: Key) -> None:
         for user in sorted(self.cache_users.get(cache, ())):
@@ -158,9 +155,8 @@ class Controller:
     def spec_is_new(self, key: Key, snapshot: Mapping[str, Any]) -> bool:
         """A generation not applied yet (or none since the operator started): every child is
         applied, so that fields a new spec or a new operator version drops are removed too."""
-        return key not in self.applied or self.applied[key] != snapshot["metadata"].get(
-            "generation"
-        )
+        generation = snapshot["metadata"].get("generation")
+        return key not in self.applied or self.applied[key] != generation
 
     def forget(self, key: Key) -> None:
         self.applied.pop(key, None)
