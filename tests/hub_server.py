@@ -152,11 +152,14 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
                 step = 64 * 1024
                 for offset in range(0, len(part), step):
                     chunk = part[offset : offset + step]
+                    # Counted before it is sent: a client can have read the last chunk (and
+                    # a test checked the count) before this thread gets on.
+                    hub.served[key] += len(chunk)
                     try:
                         self.wfile.write(chunk)
                     except (BrokenPipeError, ConnectionResetError):
+                        hub.served[key] -= len(chunk)
                         return  # the client is gone (a killed fetch)
-                    hub.served[key] += len(chunk)
                     if hub.rate:
                         time.sleep(len(chunk) / hub.rate)
 

@@ -51,9 +51,11 @@ class OperatorFormatter(logging.Formatter):
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def format(self, record: logging.LogRecord) -> str:
-        ref, handler = self._context()
+        # A reconcile queued from a handler inherits that handler's context: its own names
+        # the object and why it runs.
+        ref, handler = RECONCILING.get()
         if ref is None and handler is None:
-            ref, handler = RECONCILING.get()
+            ref, handler = self._context()
         ref = getattr(record, "k8s_ref", None) or ref
         message = record.getMessage()
         if handler is None and (match := _KOPF_HANDLER_LINE.match(message)):

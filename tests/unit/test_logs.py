@@ -74,6 +74,9 @@ def test_a_line_in_a_handler_names_the_modeldeployment_and_the_handler() -> None
 
 def test_a_line_in_a_queued_reconcile_names_the_modeldeployment_and_why() -> None:
     def in_reconcile() -> str:
+        # Queued from a handler (for another object): the reconcile's own context wins.
+        execution.handler_var.set(_handler("on_model_deployment"))
+        execution.cause_var.set(SimpleNamespace(body=_body("ModelDeployment", "other")))  # type: ignore[arg-type]
         RECONCILING.set(({"namespace": "models", "name": "qwen"}, "refresh:child"))
         return _log(OperatorFormatter(kopf_context), "repairing: Deployment")
 
