@@ -271,35 +271,10 @@ FETCH_IN_A_PROCESS = (
 )
 
 
-def test_a_download_killed_halfway_continues_after_a_restart(hub: Hub, tmp_path: Path) -> None:
-    import signal
-    import time
-
-    # Bigger than huggingface_hub's 10 MiB read chunk, so that the killed process has written
-    # some of it; sent slowly, so that it is killed halfway.
-    size = 24 * 2**20
-    folder = tmp_path / "big"
-    folder.mkdir()
-    (folder / "m.gguf").write_bytes(os.urandom(size))
-    hub.repos["org/big"] = Repo(folder)
-    hub.rate = 8 * 2**20
-    cache = tmp_path / "cache"
-    first = subprocess.Popen([*python_c(FETCH_IN_A_PROCESS), "hf://org/big/m.gguf", str(cache)])
-    deadline = time.monotonic() + 60
-    while hub.bytes_served() < 14 * 2**20 and first.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)  # as a node losing the pod: nothing runs after it
-    first.wait()
-    kept = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file())
-    assert 0 < kept < size
-    hub.rate = None
-    hub.served.clear()
-    path = fetch("hf://org/big/m.gguf", cache)
-    assert path.read_bytes() == (folder / "m.gguf").read_bytes()
-    assert hub.bytes_served() == size - kept  # only what the volume did not have
-    assert not any(p.name.endswith(".part") or ".incomplete" in p.name for p in cache.rglob("*"))
-
+# Bigger than huggingface_hub's 10 MiB read chunk, so that a stopped fetch has written some
+# of it; sent slowly, so that it is stopped halfway.
+BIG = 24 * 2**20
+HALFWAY = 14 * 2**20
 
 FETCH_ONLY = (
     "import sys\n"
@@ -310,30 +285,56 @@ FETCH_ONLY = (
 )
 
 
+def fetch_halfway(hub: Hub, tmp_path: Path, code: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """A fetch of a big file in a process of its own, once the hub has sent HALFWAY bytes."""
+    import time
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    (folder / "m.gguf").write_bytes(os.urandom(BIG))
+    hub.repos["org/big"] = Repo(folder)
+    hub.rate = 8 * 2**20
+    process = subprocess.Popen([*python_c(code), "hf://org/big/m.gguf", str(tmp_path / "cache")])
+    deadline = time.monotonic() + 60
+    while hub.bytes_served() < HALFWAY and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return process, folder / "m.gguf"
+
+
+def bytes_kept(cache: Path) -> int:
+    return sum(p.stat().st_size for p in cache.rglob("*") if p.is_file())
+
+
+def test_a_download_killed_halfway_continues_after_a_restart(hub: Hub, tmp_path: Path) -> None:
+    import signal
+
+    first, original = fetch_halfway(hub, tmp_path, FETCH_IN_A_PROCESS)
+    first.send_signal(signal.SIGKILL)  # as a node losing the pod: nothing runs after it
+    first.wait()
+    cache = tmp_path / "cache"
+    kept = bytes_kept(cache)
+    assert 0 < kept < BIG
+    hub.rate = None
+    hub.served.clear()
+    path = fetch("hf://org/big/m.gguf", cache)
+    assert path.read_bytes() == original.read_bytes()
+    assert hub.bytes_served() == BIG - kept  # only what the volume did not have
+    assert not any(p.name.endswith(".part") or ".incomplete" in p.name for p in cache.rglob("*"))
+
+
 def test_a_fetch_stops_at_once_on_sigterm_and_keeps_what_it_has(hub: Hub, tmp_path: Path) -> None:
     """The download Job's container is the pod's PID 1, which has no default SIGTERM action:
     a deleted Job's pod would otherwise linger for its whole grace period."""
     import signal
     import time
 
-    size = 24 * 2**20
-    folder = tmp_path / "big"
-    folder.mkdir()
-    (folder / "m.gguf").write_bytes(os.urandom(size))
-    hub.repos["org/big"] = Repo(folder)
-    hub.rate = 8 * 2**20
-    cache = tmp_path / "cache"
-    job = subprocess.Popen([*python_c(FETCH_ONLY), "hf://org/big/m.gguf", str(cache)])
-    deadline = time.monotonic() + 60
-    while hub.bytes_served() < 14 * 2**20 and job.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    job, _ = fetch_halfway(hub, tmp_path, FETCH_ONLY)
     job.send_signal(signal.SIGTERM)
     started = time.monotonic()
     assert job.wait(timeout=10) == 128 + signal.SIGTERM
     assert time.monotonic() - started < 3
-    kept = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file())
-    assert 0 < kept < size  # the next run continues from it
+    assert 0 < bytes_kept(tmp_path / "cache") < BIG  # the next run continues from it
 
 
 def test_partial_files_continue_only_for_the_same_commit(hub: Hub, tmp_path: Path) -> None:
