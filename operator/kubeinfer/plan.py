@@ -68,6 +68,7 @@ class Plan:
     cache: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None  # (PVC, download Job)
     template_hash: str | None = None
     invalid: str | None = None  # what is wrong with the spec, field by field
+    decided_for: str | None = None  # the spec's fingerprint the decision was made for
 
 
 @dataclass(frozen=True)
@@ -91,11 +92,11 @@ def plan(observed: Observed, images: ImageSettings, *, apply_always: bool) -> Pl
     kept = previous.engine if previous and previous.decided_for == decided_for else None
     decision = decide_for_classes(md.spec, observed.classes, keep_engine=kept)
     if decision.engine is None:
-        return Plan(md, decision)
+        return Plan(md, decision, decided_for=decided_for)
     bad = param_problems(decision.engine, decision.engine_params)
     if bad:
         # The engine would exit at start: refuse before creating or changing anything.
-        return Plan(md, decision, invalid=describe_params(bad))
+        return Plan(md, decision, invalid=describe_params(bad), decided_for=decided_for)
     objects = children(md, decision, images)
     live = observed.live or {}
     owner = md.metadata.uid or ""
@@ -108,6 +109,7 @@ def plan(observed: Observed, images: ImageSettings, *, apply_always: bool) -> Pl
         steps,
         cache=model_cache(md, decision, images),
         template_hash=template_hash(objects[-1]),
+        decided_for=decided_for,
     )
 
 
@@ -142,7 +144,7 @@ def conclude(
     )
     if cache is not None:
         status = _with_cache(status, cache, md.metadata.generation, now, waiting=problem is None)
-    status = status.model_copy(update={"decided_for": fingerprint(md.spec)})
+    status = status.model_copy(update={"decided_for": planned.decided_for})
     return _conclusion(previous, status, applied=applied, problem=problem)
 
 

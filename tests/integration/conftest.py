@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -176,6 +177,40 @@ def tiny_models_dir(real_node: str) -> Path:
     return tiny_model.build(NODE_MODELS / "models").gguf_path.parent
 
 
+def local_volume(
+    name: str,
+    path: Path,
+    node: str,
+    *,
+    access_mode: str,
+    storage_class: str,
+    claim_ref: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A local PersistentVolume of 1Gi at `path` on `node` (this cluster has no provisioner),
+    labelled for the tests."""
+    spec: dict[str, Any] = {
+        "capacity": {"storage": "1Gi"},
+        "accessModes": [access_mode],
+        "persistentVolumeReclaimPolicy": "Retain",
+        "storageClassName": storage_class,
+        "local": {"path": str(path)},
+        "nodeAffinity": {
+            "required": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}
+                        ]
+                    }
+                ]
+            }
+        },
+    }
+    if claim_ref:
+        spec["claimRef"] = claim_ref
+    return {"metadata": {"name": name, "labels": {"kubeinfer.io/test": "true"}}, "spec": spec}
+
+
 @pytest.fixture
 def model_claim(
     api_client: client.ApiClient, namespace: str, real_node: str, tiny_models_dir: Path
@@ -185,32 +220,14 @@ def model_claim(
     core = client.CoreV1Api(api_client)
     claim, volume = "tiny-models", f"{namespace}-tiny-models"
     core.create_persistent_volume(
-        {
-            "metadata": {"name": volume, "labels": {"kubeinfer.io/test": "true"}},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadOnlyMany"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "local": {"path": str(tiny_models_dir)},
-                "claimRef": {"namespace": namespace, "name": claim},
-                "nodeAffinity": {
-                    "required": {
-                        "nodeSelectorTerms": [
-                            {
-                                "matchExpressions": [
-                                    {
-                                        "key": "kubernetes.io/hostname",
-                                        "operator": "In",
-                                        "values": [real_node],
-                                    }
-                                ]
-                            }
-                        ]
-                    }
-                },
-            },
-        }
+        local_volume(
+            volume,
+            tiny_models_dir,
+            real_node,
+            access_mode="ReadOnlyMany",
+            storage_class="",
+            claim_ref={"namespace": namespace, "name": claim},
+        )
     )
     core.create_namespaced_persistent_volume_claim(
         namespace,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REAL_NODE_LABEL, REAL_NODE_TOLERATION
+from conftest import REAL_NODE_LABEL, REAL_NODE_TOLERATION, local_volume
 from hub_server import Hub, Repo, serve
 from kubernetes import client
 from test_operator import Cluster
@@ -47,33 +47,14 @@ def cache_class(api_client: client.ApiClient, namespace: str, real_node: str) ->
     folders = [Path(tempfile.mkdtemp(prefix="kubeinfer-cache-")) for _ in range(2)]
     for index, folder in enumerate(folders):
         folder.chmod(0o777)  # the runtime runs as uid 1000
-        core.create_persistent_volume(
-            {
-                "metadata": {"name": f"{klass}-{index}", "labels": {"kubeinfer.io/test": "true"}},
-                "spec": {
-                    "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "storageClassName": klass,
-                    "local": {"path": str(folder)},
-                    "nodeAffinity": {
-                        "required": {
-                            "nodeSelectorTerms": [
-                                {
-                                    "matchExpressions": [
-                                        {
-                                            "key": "kubernetes.io/hostname",
-                                            "operator": "In",
-                                            "values": [real_node],
-                                        }
-                                    ]
-                                }
-                            ]
-                        }
-                    },
-                },
-            }
+        volume = local_volume(
+            f"{klass}-{index}",
+            folder,
+            real_node,
+            access_mode="ReadWriteOnce",
+            storage_class=klass,
         )
+        core.create_persistent_volume(volume)
     try:
         yield klass
     finally:
