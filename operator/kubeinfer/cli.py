@@ -156,8 +156,21 @@ def _render(args: argparse.Namespace, out: TextIO) -> int:
     bad = _param_problems(decision)
     if bad:
         raise InputError(f"{args.filename}: invalid engineParams:\n{describe_params(bad)}")
-    yaml.safe_dump_all(children(md, decision, ImageSettings()), out, sort_keys=True)
+    yaml.dump_all(children(md, decision, ImageSettings()), out, Dumper=_Dumper, sort_keys=True)
     return 0
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the runtime config in the pod template's annotation) as literal
+    blocks, readable as the runtime reads them; the documents load back the same."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
 
 
 def _crd(args: argparse.Namespace, out: TextIO) -> int:

@@ -38,7 +38,7 @@ class ChildState:
     controller_uid: str | None  # the uid of its controller owner reference
     foreign_managers: tuple[str, ...]  # other managers owning part of its spec or data
     labels: Mapping[str, str]
-    content: Mapping[str, Any]  # spec, or data of a ConfigMap
+    content: Mapping[str, Any]  # spec (and data or binaryData, where a kind has them)
 
 
 class Action(Enum):

@@ -93,9 +93,9 @@ def reconcile(
 def _write_children(
     kube: Kube, steps: Sequence[Step], owner_uid: str, *, apply_always: bool
 ) -> tuple[bool, ChildProblem | None]:
-    """Writes each child that needs it, in order (the ConfigMap before the Deployment that
-    mounts it). The first child that cannot be written stops the rest: nothing is created
-    that depends on it."""
+    """Writes each child that needs it, in order (the Service, then the Deployment). The
+    first child that cannot be written stops the rest: no pods start behind a Service that
+    is not kubeinfer's."""
     applied = False
     for step in steps:
         obj = step.obj

@@ -54,7 +54,7 @@ class RuntimeConfig(_Doc):
     )
 
     def to_document(self) -> dict[str, Any]:
-        """The document as the ConfigMap stores it (camelCase keys). `prefetched` only when
+        """The document as the pod template carries it (camelCase keys). `prefetched` only when
         set: documents of models without a cache stay as they were (no rollout on upgrade)."""
         exclude = None if self.model.prefetched else {"model": {"prefetched"}}
         return self.model_dump(mode="json", by_alias=True, exclude=exclude)

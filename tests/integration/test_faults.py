@@ -18,7 +18,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-from test_operator import GROUP, PLURAL, VERSION, Cluster, model_deployment
+from test_operator import GROUP, PLURAL, RUNTIME_CONFIG, VERSION, Cluster, model_deployment
 from waiting import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -64,7 +64,8 @@ def rendered(cluster: Cluster, name: str) -> dict[str, Any]:
     dep = cluster.apps.read_namespaced_deployment(name, cluster.ns)
     return {
         "template": client.ApiClient().sanitize_for_serialization(dep.spec.template.spec),
-        "config": cluster.core.read_namespaced_config_map(name, cluster.ns).data,
+        # The runtime config (RUNTIME_CONFIG) and the template's hash, nothing else.
+        "annotations": dict(dep.spec.template.metadata.annotations or {}),
         # A recreated Service gets a new address: all but that must be as before.
         "service": {
             key: value
@@ -89,12 +90,12 @@ def available(cluster: Cluster, name: str) -> bool:
     return bool(cluster.condition_is(name, "Available", "True"))
 
 
-def edit_container(cluster: Cluster, name: str, change: Callable[[Any], None]) -> None:
-    """An edit as `kubectl edit` makes it: read, change, replace (its own field manager),
-    again when the Deployment controller wrote in between."""
+def edit_template(cluster: Cluster, name: str, change: Callable[[Any], None]) -> None:
+    """An edit of the pod template as `kubectl edit` makes it: read, change, replace (its
+    own field manager), again when the Deployment controller wrote in between."""
     for _ in range(10):
         dep = cluster.apps.read_namespaced_deployment(name, cluster.ns)
-        change(dep.spec.template.spec)
+        change(dep.spec.template)
         try:
             cluster.apps.replace_namespaced_deployment(
                 name, cluster.ns, dep, field_manager="kubectl-edit"
@@ -104,6 +105,10 @@ def edit_container(cluster: Cluster, name: str, change: Callable[[Any], None]) -
             if error.status != 409:
                 raise
     raise AssertionError("the edit kept conflicting")
+
+
+def edit_container(cluster: Cluster, name: str, change: Callable[[Any], None]) -> None:
+    edit_template(cluster, name, lambda template: change(template.spec))
 
 
 def _image(pod: Any) -> None:
@@ -129,16 +134,23 @@ def _token(pod: Any) -> None:
     pod.automount_service_account_token = True
 
 
+def _config_edited(template: Any) -> None:
+    template.metadata.annotations[RUNTIME_CONFIG] = "engine: evil\n"
+    template.metadata.annotations["extra"] = "x"
+
+
+def _config_removed(template: Any) -> None:
+    del template.metadata.annotations[RUNTIME_CONFIG]
+
+
 DRIFTS: dict[str, Callable[[Cluster, str], None]] = {
     "image": lambda c, n: edit_container(c, n, _image),
     "command": lambda c, n: edit_container(c, n, _command),
     "sidecar": lambda c, n: edit_container(c, n, _sidecar),
     "privileged": lambda c, n: edit_container(c, n, _privileged),
     "token": lambda c, n: edit_container(c, n, _token),
-    "configmap-edited": lambda c, n: c.core.patch_namespaced_config_map(
-        n, c.ns, {"data": {"runtime.yaml": "engine: evil\n", "extra": "x"}}
-    ),
-    "configmap-deleted": lambda c, n: c.core.delete_namespaced_config_map(n, c.ns),
+    "config-edited": lambda c, n: edit_template(c, n, _config_edited),
+    "config-removed": lambda c, n: edit_template(c, n, _config_removed),
     "service-deleted": lambda c, n: c.core.delete_namespaced_service(n, c.ns),
     "service-edited": lambda c, n: c.core.patch_namespaced_service(
         n, c.ns, {"spec": {"selector": {"app": "someone-else"}}}
@@ -165,17 +177,15 @@ def test_every_drift_is_repaired_and_the_status_stays_true(cluster: Cluster) -> 
     for obj in (
         cluster.apps.read_namespaced_deployment("drift", cluster.ns),
         cluster.core.read_namespaced_service("drift", cluster.ns),
-        cluster.core.read_namespaced_config_map("drift", cluster.ns),
     ):
         assert [o.uid for o in obj.metadata.owner_references] == [uid]
     selector = cluster.core.read_namespaced_service("drift", cluster.ns).spec.selector
     assert selector["app.kubernetes.io/instance"] == "drift"
+    assert cluster.runtime_config("drift")["engine"] == "llama.cpp"
 
 
 def test_an_object_of_the_users_with_a_childs_name_is_never_touched(cluster: Cluster) -> None:
-    mine = cluster.core.create_namespaced_config_map(
-        cluster.ns, {"metadata": {"name": "victim"}, "data": {"mine": "precious"}}
-    )
+    mine = cluster.foreign_service("victim")
     cluster.create(model_deployment("victim", resources={"gpus": 0}))
     took = converge(
         "Degraded NameConflict",
@@ -183,7 +193,7 @@ def test_an_object_of_the_users_with_a_childs_name_is_never_touched(cluster: Clu
     )
     assert took < 10
     degraded = cluster.condition("victim", "Degraded")
-    assert degraded is not None and "ConfigMap victim already exists" in degraded["message"]
+    assert degraded is not None and "Service victim already exists" in degraded["message"]
     assert cluster.condition_is("victim", "Available", "False")
 
     def warning() -> list[Any]:
@@ -193,12 +203,13 @@ def test_an_object_of_the_users_with_a_childs_name_is_never_touched(cluster: Clu
         return [e for e in events if e.reason == "NameConflict"]
 
     wait_for("a NameConflict Warning event", warning)
-    # Nothing depends on it: no Service, no Deployment; the user's object is as it was.
+    # Nothing depends on it: no Deployment; the user's object is as it was.
     assert cluster.deployment("victim") is None
     time.sleep(2 * RESYNC_SECONDS)  # a few resyncs later, still untouched
-    after = cluster.core.read_namespaced_config_map("victim", cluster.ns)
+    after = cluster.core.read_namespaced_service("victim", cluster.ns)
     assert after.metadata.resource_version == mine.metadata.resource_version
-    assert after.data == {"mine": "precious"} and not after.metadata.owner_references
+    assert after.spec.selector == {"app": "mine"} and not after.metadata.owner_references
+    assert cluster.deployment("victim") is None
 
     cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, cluster.ns, PLURAL, "victim")
     wait_for(
@@ -213,23 +224,24 @@ def test_an_object_of_the_users_with_a_childs_name_is_never_touched(cluster: Clu
         ),
     )
     time.sleep(2)  # the garbage collector would have acted by now
-    assert cluster.core.read_namespaced_config_map("victim", cluster.ns).data == {
-        "mine": "precious"
+    assert cluster.core.read_namespaced_service("victim", cluster.ns).spec.selector == {
+        "app": "mine"
     }
 
 
 def test_the_conflict_clears_when_the_user_frees_the_name(cluster: Cluster) -> None:
-    cluster.core.create_namespaced_config_map(
-        cluster.ns, {"metadata": {"name": "later"}, "data": {"mine": "x"}}
-    )
+    cluster.foreign_service("later")
     cluster.create(model_deployment("later", resources={"gpus": 0}))
     wait_for(
         "NameConflict",
         lambda: (c := cluster.condition("later", "Degraded")) and c["reason"] == "NameConflict",
     )
-    cluster.core.delete_namespaced_config_map("later", cluster.ns)
+    assert cluster.deployment("later") is None
+    cluster.core.delete_namespaced_service("later", cluster.ns)
     converge("Available once the name is free", lambda: available(cluster, "later"), limit=60)
-    assert cluster.core.read_namespaced_config_map("later", cluster.ns).metadata.owner_references
+    service = cluster.core.read_namespaced_service("later", cluster.ns)
+    assert service.metadata.owner_references
+    assert service.spec.selector["app.kubernetes.io/instance"] == "later"
 
 
 @pytest.fixture
@@ -392,9 +404,11 @@ def test_children_are_repaired_after_an_etcd_restart(cluster: Cluster, quick_res
         _kill_and_restart("etcd")
         wait_for("the API server serving again", lambda: cluster.deployment("etcd"), timeout=60)
         cluster.core.delete_namespaced_service("etcd", cluster.ns)
-        cluster.core.delete_namespaced_config_map("etcd", cluster.ns)
+        edit_template(cluster, "etcd", _config_removed)
         converge(
-            "the Service and ConfigMap recreated", lambda: matches(cluster, "etcd", expected), 60
+            "the Service recreated and the runtime config restored",
+            lambda: matches(cluster, "etcd", expected),
+            60,
         )
         wait_for("Available", lambda: available(cluster, "etcd"))
 

@@ -477,4 +477,4 @@ def test_the_cache_is_shared_and_the_engine_waits_for_it(
     available = cluster.condition_is("one", "Available", "False")
     assert available and available["reason"] == "WaitingForModelCache"
     assert cluster.deployment("one") is None and cluster.deployment("two") is None
-    assert cluster.core.read_namespaced_config_map("one", namespace)
+    assert cluster.core.read_namespaced_service("one", namespace)  # only the Deployment waits

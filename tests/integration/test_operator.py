@@ -19,6 +19,9 @@ pytestmark = pytest.mark.cluster
 
 GROUP, VERSION, PLURAL = "kubeinfer.io", "v1alpha1", "modeldeployments"
 H100 = "NVIDIA-H100-80GB-HBM3"
+# The pod template's annotation that holds the runtime's config document (a downwardAPI
+# volume makes it the file the runtime reads).
+RUNTIME_CONFIG = "kubeinfer.io/runtime-config"
 
 
 def model_deployment(name: str, **spec: Any) -> dict[str, Any]:
@@ -88,8 +91,20 @@ class Cluster:
         return pods if len(pods) == count else []
 
     def runtime_config(self, name: str) -> dict[str, Any]:
-        data = self.core.read_namespaced_config_map(name, self.ns).data
-        return dict(yaml.safe_load(data["runtime.yaml"]))
+        """The runtime's config document, as the Deployment's pod template carries it."""
+        template = self.apps.read_namespaced_deployment(name, self.ns).spec.template
+        return dict(yaml.safe_load(template.metadata.annotations[RUNTIME_CONFIG]))
+
+    def foreign_service(self, name: str) -> client.V1Service:
+        """A Service of the user's (no owner) that holds the name a ModelDeployment's
+        Service would have."""
+        return self.core.create_namespaced_service(
+            self.ns,
+            {
+                "metadata": {"name": name},
+                "spec": {"selector": {"app": "mine"}, "ports": [{"port": 80}]},
+            },
+        )
 
 
 def schedulable_gpu_nodes_seen(operator: Any) -> int:
@@ -404,17 +419,12 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(
     for kind, items in (
         ("Deployment", cluster.apps.list_namespaced_deployment(cluster.ns).items),
         ("Service", cluster.core.list_namespaced_service(cluster.ns).items),
-        (
-            "ConfigMap",
-            [
-                c
-                for c in cluster.core.list_namespaced_config_map(cluster.ns).items
-                if c.metadata.name != "kube-root-ca.crt"
-            ],
-        ),
     ):
         assert sorted(o.metadata.name for o in items) == sorted(names), kind
         assert {o.metadata.owner_references[0].uid for o in items} == uids, kind
+    # The runtime config travels in the pod template: no ConfigMap of kubeinfer's.
+    config_maps = cluster.core.list_namespaced_config_map(cluster.ns).items
+    assert [c.metadata.name for c in config_maps if c.metadata.name != "kube-root-ca.crt"] == []
     assert len(cluster.apps.list_namespaced_replica_set(cluster.ns).items) == len(names)
 
 

@@ -45,7 +45,7 @@ pytestmark = [pytest.mark.cluster, needs_prometheus]
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ["gguf-cpu", "gguf-gpu", "vllm-h100", "transformers-fallback", "mlx"]
-CONFLICT = "taken"  # a ModelDeployment whose ConfigMap name someone else holds
+CONFLICT = "taken"  # a ModelDeployment whose Service name someone else holds
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
 
@@ -118,7 +118,7 @@ def apply_examples(cluster: Cluster) -> list[str]:
         cluster.create(manifest)
         names.append(manifest["metadata"]["name"])
     # A reconcile that keeps failing, so the failure panels have something to show.
-    cluster.core.create_namespaced_config_map(cluster.ns, {"metadata": {"name": CONFLICT}})
+    cluster.foreign_service(CONFLICT)
     cpu = yaml.safe_load((ROOT / "examples" / "gguf-cpu.yaml").read_text())
     cluster.create({**cpu, "metadata": {"name": CONFLICT}})
     return [*names, CONFLICT]

@@ -121,7 +121,6 @@ def test_two_real_replicas_both_serve_and_delete_leaves_nothing(
     for read in (
         cluster.apps.read_namespaced_deployment,
         cluster.core.read_namespaced_service,
-        cluster.core.read_namespaced_config_map,
     ):
         wait_for(f"{read.__name__} 404", lambda r=read: _gone(r, "tiny-two", cluster.ns))
 

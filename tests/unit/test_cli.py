@@ -10,8 +10,13 @@ import pytest
 import yaml
 from unit_helpers import EXAMPLES, SAMPLE_NODES
 
+from kubeinfer.api.v1alpha1 import ModelDeployment
 from kubeinfer.cli import EXIT_NO_ENGINE, EXIT_UNREACHABLE, main
 from kubeinfer.crd import crd_yaml
+from kubeinfer.decide import decide
+from kubeinfer.nodes import node_facts
+from kubeinfer.render import ImageSettings, children
+from kubeinfer.render.children import RUNTIME_CONFIG_ANNOTATION
 
 NODES = str(SAMPLE_NODES)
 
@@ -103,8 +108,16 @@ def test_nodes_as_a_plain_list_or_multi_document(
 
 def test_render_prints_the_children(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", "-f", str(EXAMPLES / "gguf-cpu.yaml"), "--nodes", NODES]) == 0
-    kinds = [d["kind"] for d in yaml.safe_load_all(capsys.readouterr().out)]
-    assert kinds == ["ConfigMap", "Service", "Deployment"]
+    out = capsys.readouterr().out
+    printed = list(yaml.safe_load_all(out))
+    assert [d["kind"] for d in printed] == ["Service", "Deployment"]
+    # What the operator writes, to the byte of the runtime config, printed as a block.
+    (manifest,) = yaml.safe_load_all((EXAMPLES / "gguf-cpu.yaml").read_text())
+    md = ModelDeployment.from_object(manifest)
+    (nodes,) = yaml.safe_load_all(SAMPLE_NODES.read_text())
+    decision = decide(md.spec, map(node_facts, nodes["items"]))
+    assert printed == list(children(md, decision, ImageSettings()))
+    assert f"{RUNTIME_CONFIG_ANNOTATION}: |\n" in out
 
 
 def test_crd_to_stdout_and_to_a_directory(

@@ -19,6 +19,7 @@ from kubeinfer.drift import (
     plan_child,
 )
 from kubeinfer.render import ImageSettings, children
+from kubeinfer.render.children import RUNTIME_CONFIG_ANNOTATION
 from kubeinfer.status import ChildProblem, desired_status
 
 OWNER = "0b8f3c2e-5d2a-4f5e-9a51-6a3c1d2e4f70"
@@ -77,6 +78,10 @@ def live(obj: dict[str, Any], *managed: dict[str, Any], **meta: Any) -> dict[str
         pod = body["spec"]["template"]["spec"]
         pod |= {"dnsPolicy": "ClusterFirst", "restartPolicy": "Always"}
         pod["containers"][0]["terminationMessagePath"] = "/dev/termination-log"
+        (config,) = [v for v in pod["volumes"] if v["name"] == "config"]
+        config["downwardAPI"]["defaultMode"] = 420
+        for item in config["downwardAPI"]["items"]:
+            item["fieldRef"]["apiVersion"] = "v1"
     if body["kind"] == "Service":
         body["spec"] |= {"clusterIP": "10.0.0.12", "sessionAffinity": "None"}
     return body
@@ -100,19 +105,19 @@ def test_missing_children_are_created() -> None:
 
 
 def test_an_object_this_modeldeployment_does_not_control_is_a_conflict() -> None:
-    config_map = desired()[0]
-    users = live(config_map, ownerReferences=[])
-    users["data"] = {"mine": "precious"}
-    planned = step(config_map, users)
+    service = desired()[0]
+    users = live(service, ownerReferences=[])
+    users["spec"]["selector"] = {"app": "mine"}
+    planned = step(service, users)
     assert planned.action is Action.CONFLICT
-    assert "ConfigMap qwen already exists and has no controller" in planned.why
-    other = live(config_map)
+    assert "Service qwen already exists and has no controller" in planned.why
+    other = live(service)
     other["metadata"]["ownerReferences"][0]["uid"] = "someone-else"
-    assert "has another controller" in step(config_map, other).why
+    assert "has another controller" in step(service, other).why
 
 
 def test_changed_or_removed_values_are_applied_again() -> None:
-    config_map, service, deployment = desired()
+    service, deployment = desired()
     edited = live(deployment)
     edited["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:latest"
     planned = step(deployment, edited)
@@ -120,16 +125,24 @@ def test_changed_or_removed_values_are_applied_again() -> None:
     assert planned.why == (
         "Deployment models/qwen differs at .spec.template.spec.containers[runtime].image"
     )
-    gone = live(config_map)
-    gone["data"] = {}
-    assert step(config_map, gone).action is Action.APPLY
+    config = live(deployment)
+    config["spec"]["template"]["metadata"]["annotations"][RUNTIME_CONFIG_ANNOTATION] = "engine: x"
+    planned = step(deployment, config)
+    assert planned.action is Action.APPLY
+    assert planned.why == (
+        "Deployment models/qwen differs at .spec.template.metadata.annotations."
+        f"{RUNTIME_CONFIG_ANNOTATION}"
+    )
+    gone = live(deployment)
+    del gone["spec"]["template"]["metadata"]["annotations"][RUNTIME_CONFIG_ANNOTATION]
+    assert step(deployment, gone).action is Action.APPLY
     relabelled = live(service)
     del relabelled["metadata"]["labels"]["app.kubernetes.io/managed-by"]
     assert step(service, relabelled).action is Action.APPLY
 
 
 def test_fields_another_manager_owns_are_reclaimed() -> None:
-    deployment = desired()[2]
+    deployment = desired()[-1]
     sidecar = live(deployment, OURS, STATUS, REVISION, EDIT)
     sidecar["spec"]["template"]["spec"]["containers"].append({"name": "sidecar", "image": "x"})
     planned = step(deployment, sidecar)
@@ -168,7 +181,7 @@ def test_lists_compare_by_their_merge_key_and_length() -> None:
 
 def test_a_child_problem_is_never_available_and_degraded_names_it() -> None:
     md = model_deployment()
-    problem = ChildProblem(c.NAME_CONFLICT, "ConfigMap qwen already exists and has no controller")
+    problem = ChildProblem(c.NAME_CONFLICT, "Service qwen already exists and has no controller")
     status = desired_status(
         md, None, decision_for(md), "3f2a9c1d7b6e5a40", rolled_out(), [], problem=problem, now=T0
     )

@@ -29,7 +29,7 @@ from kubeinfer.render.cache import (
     cache_name_of,
     job_run,
 )
-from kubeinfer.render.children import model_cache
+from kubeinfer.render.children import RUNTIME_CONFIG_ANNOTATION, model_cache
 from kubeinfer.workload import summarize_pod
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -51,6 +51,10 @@ def rendered(md: ModelDeployment, nodes: list[dict[str, Any]]) -> Any:
     return children(md, decision, ImageSettings()), model_cache(md, decision, ImageSettings())
 
 
+def runtime_config_text(deployment: dict[str, Any]) -> str:
+    return str(deployment["spec"]["template"]["metadata"]["annotations"][RUNTIME_CONFIG_ANNOTATION])
+
+
 def test_the_cache_is_named_from_the_source_and_shared(example_nodes: list[dict[str, Any]]) -> None:
     a, b = cached("a", "u-1"), cached("b", "u-2")
     assert cache_name(a.spec.model) == cache_name(b.spec.model)
@@ -68,7 +72,7 @@ def test_the_cache_is_named_from_the_source_and_shared(example_nodes: list[dict[
 
 def test_claim_job_and_engine_pods(example_nodes: list[dict[str, Any]]) -> None:
     md = cached()
-    (config, _, deployment), (claim, job) = rendered(md, example_nodes)
+    (_, deployment), (claim, job) = rendered(md, example_nodes)
     name = cache_name(md.spec.model)
     for obj in (claim, job, deployment):
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
@@ -94,17 +98,17 @@ def test_claim_job_and_engine_pods(example_nodes: list[dict[str, Any]]) -> None:
     assert {"name": "models", "persistentVolumeClaim": {"claimName": name, "readOnly": True}} in (
         engine["volumes"]
     )
-    assert "prefetched: true" in config["data"]["runtime.yaml"]
+    assert "prefetched: true" in runtime_config_text(deployment)
 
 
 def test_no_cache_keeps_the_size_limited_empty_dir(example_nodes: list[dict[str, Any]]) -> None:
     (manifest,) = load_yaml_documents(EXAMPLES / "gguf-cpu.yaml")
     md = ModelDeployment.from_object(manifest)
-    (config, _, deployment), shared = rendered(md, example_nodes)
+    (_, deployment), shared = rendered(md, example_nodes)
     assert shared is None
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert volumes["models"]["emptyDir"]["sizeLimit"]
-    assert "prefetched" not in config["data"]["runtime.yaml"]
+    assert "prefetched" not in runtime_config_text(deployment)
 
 
 def test_a_cache_needs_a_hub_uri() -> None:

@@ -224,7 +224,7 @@ def test_pod_template_is_pinned_and_valid() -> None:
         }
     )
     objects = children(md, run(PINNED), ImageSettings())
-    pod = objects[2]["spec"]["template"]["spec"]
+    pod = objects[-1]["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {
         "kubeinfer.io/node-kind": "real",
         "kubernetes.io/arch": "amd64",

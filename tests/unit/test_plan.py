@@ -102,7 +102,6 @@ def test_no_engine_plans_nothing_and_is_neither_available_nor_progressing() -> N
 def test_a_new_model_creates_its_children_in_order_with_the_template_hash() -> None:
     planned, done = run(Observed(gguf_body(), None, cpu_classes()))
     assert [(s.action, s.obj["kind"]) for s in planned.steps] == [
-        (Action.CREATE, "ConfigMap"),
         (Action.CREATE, "Service"),
         (Action.CREATE, "Deployment"),
     ]
@@ -119,9 +118,9 @@ def test_children_in_line_are_left_alone_unless_the_spec_changed() -> None:
     first, _ = run(Observed(gguf_body(), None, cpu_classes()))
     observed = Observed(gguf_body(), None, cpu_classes(), live=live_children(first))
     refresh = plan(observed, IMAGES, apply_always=False)
-    assert [s.action for s in refresh.steps] == [Action.NONE] * 3
+    assert [s.action for s in refresh.steps] == [Action.NONE] * 2
     new_spec = plan(observed, IMAGES, apply_always=True)
-    assert [s.action for s in new_spec.steps] == [Action.APPLY] * 3
+    assert [s.action for s in new_spec.steps] == [Action.APPLY] * 2
     assert all(s.why == "" for s in new_spec.steps)  # a new spec, not drift
 
 

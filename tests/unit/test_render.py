@@ -17,8 +17,15 @@ from unit_helpers import EXAMPLES, GOLDEN, KUBERNETES_VERSION, load_yaml_documen
 from kubeinfer.api.v1alpha1 import ModelDeployment
 from kubeinfer.decide import Decision, decide
 from kubeinfer.nodes import node_facts
-from kubeinfer.render import ImageSettings, children, deployment, endpoint_url, selector
-from kubeinfer.render.children import model_cache_size
+from kubeinfer.render import (
+    ImageSettings,
+    children,
+    deployment,
+    endpoint_url,
+    runtime_document,
+    selector,
+)
+from kubeinfer.render.children import RUNTIME_CONFIG_ANNOTATION, model_cache_size
 from kubeinfer.runtime_config import RuntimeConfig
 
 RENDERED_EXAMPLES = ["gguf-cpu", "gguf-gpu", "vllm-h100", "transformers-fallback"]
@@ -63,18 +70,18 @@ def test_inputs_are_not_mutated(example_nodes: list[dict[str, Any]]) -> None:
     decision = decision_for(md, example_nodes)
     before = (md.model_dump(), decision.model_dump())
     first = children(md, decision, ImageSettings())
-    first[2]["spec"]["template"]["spec"]["nodeSelector"]["x"] = "y"
+    first[-1]["spec"]["template"]["spec"]["nodeSelector"]["x"] = "y"
     assert (md.model_dump(), decision.model_dump()) == before
     assert (
         "x"
-        not in children(md, decision, ImageSettings())[2]["spec"]["template"]["spec"][
+        not in children(md, decision, ImageSettings())[-1]["spec"]["template"]["spec"][
             "nodeSelector"
         ]
     )
 
 
 def test_deployment_essentials(example_nodes: list[dict[str, Any]]) -> None:
-    _, service, dep = render("vllm-h100", example_nodes)
+    service, dep = render("vllm-h100", example_nodes)
     pod = dep["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["command"] == [
@@ -103,7 +110,7 @@ def test_deployment_essentials(example_nodes: list[dict[str, Any]]) -> None:
 def test_runtime_pods_are_pss_restricted_tokenless_and_write_only_to_bounded_emptydirs(
     example: str, example_nodes: list[dict[str, Any]]
 ) -> None:
-    pod = render(example, example_nodes)[2]["spec"]["template"]["spec"]
+    pod = render(example, example_nodes)[-1]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert pod["automountServiceAccountToken"] is False
     assert "serviceAccountName" not in pod  # the namespace's default, which holds no rights
@@ -114,7 +121,7 @@ def test_runtime_pods_are_pss_restricted_tokenless_and_write_only_to_bounded_emp
     assert context["allowPrivilegeEscalation"] is False
     assert context["capabilities"] == {"drop": ["ALL"]}
     assert not {"hostNetwork", "hostPID", "hostIPC"} & set(pod)
-    allowed = {"configMap", "emptyDir", "persistentVolumeClaim"}
+    allowed = {"downwardAPI", "emptyDir", "persistentVolumeClaim"}
     assert all(set(v) - {"name"} <= allowed for v in pod["volumes"])
     # Read-only root: every writable mount is an emptyDir with a size limit (shm counts
     # against the memory limit), and the engines' HOME and TMPDIR point at them.
@@ -141,7 +148,7 @@ def test_model_cache_is_sized_from_the_parameter_count(example_nodes: list[dict[
 def test_cpu_llama_cpp_has_no_gpu_no_shm_and_the_cpu_image(
     example_nodes: list[dict[str, Any]],
 ) -> None:
-    _, _, dep = render("gguf-cpu", example_nodes)
+    _, dep = render("gguf-cpu", example_nodes)
     pod = dep["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == "ghcr.io/kubeinfer/runtime-llamacpp:0.1.0"
@@ -151,17 +158,57 @@ def test_cpu_llama_cpp_has_no_gpu_no_shm_and_the_cpu_image(
 
 
 def test_runtime_config_document(example_nodes: list[dict[str, Any]]) -> None:
-    config_map, _, _ = render("gguf-gpu", example_nodes)
-    document = yaml.safe_load(config_map["data"]["runtime.yaml"])
-    config = RuntimeConfig.model_validate(document)
+    md = load("gguf-gpu")
+    decision = decision_for(md, example_nodes)
+    text = runtime_document(md, decision)
+    config = RuntimeConfig.model_validate(yaml.safe_load(text))
     assert config.engine == "llama.cpp"
     assert config.gpus == 1
     assert config.model.file == "qwen2.5-14b-instruct-q4_k_m.gguf"
     assert config.params == {"n_ctx": 8192}  # n_gpu_layers is the runtime's to set
+    # The pod template carries the document as it is, sorted keys, as libyaml writes it.
+    annotations = deployment(md, decision, ImageSettings())["spec"]["template"]["metadata"][
+        "annotations"
+    ]
+    assert annotations[RUNTIME_CONFIG_ANNOTATION] == text
+    assert text == yaml.safe_dump(config.to_document(), sort_keys=True)
+
+
+@pytest.mark.parametrize("example", RENDERED_EXAMPLES)
+def test_the_runtime_reads_its_config_from_the_pod_templates_annotation(
+    example: str, example_nodes: list[dict[str, Any]]
+) -> None:
+    objects = render(example, example_nodes)
+    assert [o["kind"] for o in objects] == ["Service", "Deployment"]  # no ConfigMap
+    template = objects[-1]["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    config_path = container["command"][container["command"].index("--config") + 1]
+    volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "config"]
+    assert mount["readOnly"] is True
+    assert volumes["config"] == {
+        "name": "config",
+        "downwardAPI": {
+            "items": [
+                {
+                    "path": config_path.removeprefix(mount["mountPath"] + "/"),
+                    "fieldRef": {
+                        "fieldPath": f"metadata.annotations['{RUNTIME_CONFIG_ANNOTATION}']"
+                    },
+                }
+            ]
+        },
+    }
+    assert f"{mount['mountPath']}/runtime.yaml" == config_path == "/etc/kubeinfer/runtime.yaml"
+    document = yaml.safe_load(template["metadata"]["annotations"][RUNTIME_CONFIG_ANNOTATION])
+    assert (
+        RuntimeConfig.model_validate(document).engine
+        == objects[-1]["metadata"]["labels"]["kubeinfer.io/engine"]
+    )
 
 
 def test_pvc_models_are_mounted_read_only(example_nodes: list[dict[str, Any]]) -> None:
-    _, _, dep = render("gguf-cpu", example_nodes, uri="pvc://model-store/qwen")
+    _, dep = render("gguf-cpu", example_nodes, uri="pvc://model-store/qwen")
     pod = dep["spec"]["template"]["spec"]
     assert {
         "name": "model-pvc",
@@ -175,12 +222,13 @@ def test_pod_template_hash_follows_the_template_and_the_config(
     example_nodes: list[dict[str, Any]],
 ) -> None:
     def pod_hash(objects: list[dict[str, Any]]) -> str:
-        annotations = objects[2]["spec"]["template"]["metadata"]["annotations"]
+        annotations = objects[-1]["spec"]["template"]["metadata"]["annotations"]
         value: str = annotations["kubeinfer.io/pod-template-hash"]
         return value
 
     base = pod_hash(render("gguf-cpu", example_nodes))
     assert pod_hash(render("gguf-cpu", example_nodes)) == base
+    # A change of the runtime config alone (model.file is only there) rolls the pods too.
     assert pod_hash(render("gguf-cpu", example_nodes, file="other.gguf")) != base
 
 
@@ -224,7 +272,7 @@ def test_env_env_from_and_pull_secrets_reach_the_runtime_container(
     }
     md = ModelDeployment.from_object(manifest)
     images = ImageSettings.model_validate({"pullSecrets": ["registry"]})
-    cm, _, dep = children(md, decision_for(md, example_nodes), images)
+    _, dep = children(md, decision_for(md, example_nodes), images)
     pod = dep["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     # Ours first, then the user's in their order; the token stays a reference to its Secret.
@@ -232,7 +280,10 @@ def test_env_env_from_and_pull_secrets_reach_the_runtime_container(
     assert container["env"][2] == token
     assert container["envFrom"] == [{"secretRef": {"name": "proxy", "optional": True}}]
     assert pod["imagePullSecrets"] == [{"name": "registry"}]
-    assert "HF_TOKEN" not in cm["data"]["runtime.yaml"]
+    assert (
+        "HF_TOKEN"
+        not in dep["spec"]["template"]["metadata"]["annotations"][RUNTIME_CONFIG_ANNOTATION]
+    )
     kubernetes_validate.validate(dep, KUBERNETES_VERSION, strict=True)
 
 
@@ -244,7 +295,7 @@ def test_scrape_annotations_name_a_port_that_serves_metrics(
     example: str, port_name: str, example_nodes: list[dict[str, Any]]
 ) -> None:
     # transformers serves no /metrics of its own: the runtime's port instead.
-    template = render(example, example_nodes)[2]["spec"]["template"]
+    template = render(example, example_nodes)[-1]["spec"]["template"]
     annotations = template["metadata"]["annotations"]
     (container,) = template["spec"]["containers"]
     ports = {p["name"]: str(p["containerPort"]) for p in container["ports"]}

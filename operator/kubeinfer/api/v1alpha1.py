@@ -57,8 +57,9 @@ QUANTITY_PATTERN = (
     r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 
-# Bounds that keep every object kubeinfer writes (the ConfigMap holds the engine parameters,
-# the status the spec's trace) under the API server's limits.
+# Bounds that keep every object kubeinfer writes (the pod template's runtime-config annotation
+# holds the engine parameters, and a pod's annotations may hold 256 KiB in all; the status
+# holds the spec's trace) under the API server's limits.
 NAME_TEXT_MAX = 253  # model name, family, architecture, GPU product
 URI_MAX = 2048
 FILE_MAX = 1024

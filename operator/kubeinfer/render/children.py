@@ -1,8 +1,9 @@
-"""ModelDeployment + decision -> Deployment, Service, ConfigMap (pure, deterministic).
+"""ModelDeployment + decision -> Service, Deployment (pure, deterministic).
 
 Every function returns fresh plain dicts and never mutates its inputs. Children are named
 after the ModelDeployment, carry the app.kubernetes.io/* labels and a controller owner
-reference, and the pod template carries a hash of itself and of the runtime config so
+reference. The runtime config travels in the pod template (an annotation the pod reads back
+as a file through a downwardAPI volume), and the template carries a hash of itself, so
 that any change to either rolls the pods.
 """
 
@@ -30,8 +31,7 @@ from kubeinfer.runtime_config import (
     RuntimeConfig,
 )
 
-CONFIG_KEY = "runtime.yaml"
-CONFIG_DIR = CONFIG_PATH.rsplit("/", 1)[0]
+CONFIG_DIR, CONFIG_FILE = CONFIG_PATH.rsplit("/", 1)
 MODEL_CACHE_DIR = "/models"
 # The root filesystem is read-only: engines write only to these emptyDirs (compile caches,
 # kernels and hub caches go under HOME; temporary files under /tmp).
@@ -42,6 +42,9 @@ SCRATCH_SIZE = "4Gi"  # each of HOME and /tmp
 # the unquantized worst case, plus a margin), or this much when the size is not given.
 MODEL_CACHE_DEFAULT_GI = 256
 POD_TEMPLATE_HASH = "kubeinfer.io/pod-template-hash"
+# The runtime config document, in the pod template; the "config" volume makes it the file
+# CONFIG_PATH (the kubelet writes annotations' values into a downwardAPI volume).
+RUNTIME_CONFIG_ANNOTATION = "kubeinfer.io/runtime-config"
 ENGINE_LABEL = "kubeinfer.io/engine"
 RUNTIME_USER = 1000
 CONTAINER_NAME = "runtime"
@@ -93,16 +96,11 @@ def runtime_config(md: ModelDeployment, decision: Decision) -> RuntimeConfig:
     )
 
 
-def config_map(md: ModelDeployment, decision: Decision) -> dict[str, Any]:
-    engine, _ = _require_engine(decision)
+def runtime_document(md: ModelDeployment, decision: Decision) -> str:
+    """The runtime config file's text, as the pods read it at CONFIG_PATH."""
     document = runtime_config(md, decision).to_document()
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": _metadata(md, engine),
-        # libyaml's emitter: the pure-Python one was most of a reconcile's CPU.
-        "data": {CONFIG_KEY: yaml.dump(document, Dumper=yaml.CSafeDumper, sort_keys=True)},
-    }
+    # libyaml's emitter: the pure-Python one was most of a reconcile's CPU.
+    return yaml.dump(document, Dumper=yaml.CSafeDumper, sort_keys=True)
 
 
 def service(md: ModelDeployment, decision: Decision) -> dict[str, Any]:
@@ -127,19 +125,14 @@ def service(md: ModelDeployment, decision: Decision) -> dict[str, Any]:
     }
 
 
-def deployment(
-    md: ModelDeployment,
-    decision: Decision,
-    images: ImageSettings,
-    config: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The Deployment; `config` is its ConfigMap when the caller has rendered it already."""
+def deployment(md: ModelDeployment, decision: Decision, images: ImageSettings) -> dict[str, Any]:
     engine, plan = _require_engine(decision)
     template = _pod_template(md, engine, plan, images)
-    # The hash covers the runtime config too: a ConfigMap change alone must roll the pods.
-    digest_input = {"template": template, "config": (config or config_map(md, decision))["data"]}
-    digest = hashlib.sha256(json.dumps(digest_input, sort_keys=True).encode()).hexdigest()[:16]
-    template["metadata"]["annotations"][POD_TEMPLATE_HASH] = digest
+    annotations = template["metadata"]["annotations"]
+    annotations[RUNTIME_CONFIG_ANNOTATION] = runtime_document(md, decision)
+    # Over the template with the config in it: a config change alone rolls the pods too.
+    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:16]
+    annotations[POD_TEMPLATE_HASH] = digest
     spec: dict[str, Any] = {
         "replicas": md.spec.replicas,
         "selector": {"matchLabels": selector_labels(md.metadata.name)},
@@ -166,10 +159,9 @@ def template_hash(deployment: Mapping[str, Any]) -> str:
 
 def children(
     md: ModelDeployment, decision: Decision, images: ImageSettings
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(ConfigMap, Service, Deployment), in the order they are best applied."""
-    config = config_map(md, decision)
-    return config, service(md, decision), deployment(md, decision, images, config)
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(Service, Deployment), in the order they are applied (the Deployment last)."""
+    return service(md, decision), deployment(md, decision, images)
 
 
 def model_cache(
@@ -358,7 +350,19 @@ def _volumes(md: ModelDeployment, engine: str) -> tuple[list[dict[str, Any]], li
         else {"emptyDir": {"sizeLimit": model_cache_size(md)}}
     )
     volumes: list[dict[str, Any]] = [
-        {"name": "config", "configMap": {"name": md.metadata.name}},
+        {
+            "name": "config",
+            "downwardAPI": {
+                "items": [
+                    {
+                        "path": CONFIG_FILE,
+                        "fieldRef": {
+                            "fieldPath": f"metadata.annotations['{RUNTIME_CONFIG_ANNOTATION}']"
+                        },
+                    }
+                ]
+            },
+        },
         {"name": "models", **models},
         {"name": "home", "emptyDir": {"sizeLimit": SCRATCH_SIZE}},
         {"name": "tmp", "emptyDir": {"sizeLimit": SCRATCH_SIZE}},
