@@ -192,6 +192,9 @@ def _operator(args: argparse.Namespace, out: TextIO) -> int:
             images = ImageSettings.model_validate(_read_documents(args.images)[0] or {})
         except ValidationError as error:
             raise InputError(f"{args.images}: {describe(error)}") from None
+    # kopf imports the official client, when installed, only to log in through it: 20 MiB and
+    # half a second the operator does without (it logs in and calls the API itself).
+    sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
     # Imported here: explain/render/crd must work without kopf and a cluster.
     from kubeinfer.operator_main import run_operator
 

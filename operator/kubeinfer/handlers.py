@@ -4,11 +4,13 @@ Every trigger funnels into one reconcile per ModelDeployment, serialised by a lo
 object. A ModelDeployment's own events queue a refresh at once; one whose spec is new to the
 operator (a generation it has not applied, or the first look after a start) re-applies every
 child, as kopf's create/update/resume handlers would, without their bookkeeping writes on the
-object. Events of any child (Deployment, Service, ConfigMap, model cache) and of the pods
-queue a refresh (bursts share one) that repairs whatever differs; node changes re-evaluate only
-the ModelDeployments that are waiting for an engine. The indexes, fed by kopf's watches, hold
-what a reconcile reads; a periodic, jittered resync reads each ModelDeployment's children from
-the API instead, which catches what the watches missed (a deletion while the API server was
+object. Events of any child (Deployment, Service, model cache) and of the pods queue a refresh
+(bursts share one) that repairs whatever differs; a refresh that would read exactly what the
+last one (which wrote nothing) read is skipped. Nodes are not kopf's: a list-and-watch of our
+own keeps only their facts (kubeinfer.node_watch), and their changes re-evaluate only the
+ModelDeployments waiting for an engine. The indexes, fed by kopf's watches, hold what a
+reconcile reads; a periodic, jittered resync reads each ModelDeployment's children from the
+API instead, which catches what the watches missed (a deletion while the API server was
 away). A refresh whose write failed is tried again with exponential back-off.
 """
 
@@ -35,9 +37,10 @@ from kubeinfer.cache import JobSummary, summarize_job
 from kubeinfer.drift import ChildState, child_state
 from kubeinfer.kube import CHILD_KINDS, Kube, api_message
 from kubeinfer.logs import RECONCILING
-from kubeinfer.nodes import NodeClass, NodeFacts, node_classes, node_facts
+from kubeinfer.node_watch import NodeWatch
+from kubeinfer.nodes import NodeClass, NodeFacts, node_classes
 from kubeinfer.plan import Observed
-from kubeinfer.reconcile import Outcome, parse_status, reconcile
+from kubeinfer.reconcile import Outcome, parse_status, reconcile, remove_old_config_maps
 from kubeinfer.refresh import Key, RefreshQueue, Request
 from kubeinfer.render import ImageSettings
 from kubeinfer.render.cache import cache_name_of
@@ -102,6 +105,9 @@ class Controller:
     statuses: dict[Key, ModelDeploymentStatus] = field(default_factory=dict)
     # The generation whose children were last applied whole, by ModelDeployment.
     applied: dict[Key, int | None] = field(default_factory=dict)
+    # What a reconcile that wrote nothing last read, by ModelDeployment: the same again is a
+    # fixed point (a pod's or Deployment's status tick that changes no summary), not rerun.
+    settled: dict[Key, tuple[Any, ...]] = field(default_factory=dict)
     node_facts: dict[str, NodeFacts | None] = field(default_factory=dict)
     # Grouped once per change of the nodes, not once per reconcile.
     node_classes: tuple[NodeClass, ...] | None = None
@@ -114,6 +120,7 @@ class Controller:
     # The ModelDeployments using each model cache (a PVC and Job shared by name).
     cache_users: defaultdict[Key, set[str]] = field(default_factory=lambda: defaultdict(set))
     caches: dict[Key, str] = field(default_factory=dict)  # ModelDeployment -> its cache
+    nodes_listed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.queue = RefreshQueue(self._refresh)
@@ -142,10 +149,20 @@ class Controller:
             self.cache_users[(key[0], cache)].add(key[1])
 
     def set_node(self, name: str, facts: NodeFacts | None) -> None:
-        if self.node_facts.get(name) != facts:
+        """A node's facts as the node watch saw them (None: gone). New or relabelled nodes
+        make the ModelDeployments still waiting for an engine try again."""
+        if self.node_facts.get(name) == facts:
+            return  # a heartbeat: nothing the decision reads has changed
+        if facts is None:
+            self.node_facts.pop(name, None)
+        else:
             self.node_facts[name] = facts
-            self.node_classes = None
-            self.nodes_dirty = True
+        self.node_classes = None
+        self.nodes_dirty = True
+        # Nodes come in bursts (start-up lists them all, a scale-up adds many): one pass
+        # over the waiting ModelDeployments per burst, not one per node.
+        if self.views is not None and (self.node_pass is None or self.node_pass.done()):
+            self.node_pass = asyncio.create_task(_reevaluate_waiting(self, self.views))
 
     def classes(self) -> tuple[NodeClass, ...]:
         if self.node_classes is None:
@@ -160,6 +177,7 @@ class Controller:
 
     def forget(self, key: Key) -> None:
         self.applied.pop(key, None)
+        self.settled.pop(key, None)
         self.statuses.pop(key, None)
         self.use_cache(key, None)
         self.locks.pop(key, None)
@@ -167,6 +185,7 @@ class Controller:
 
     async def _refresh(self, request: Request) -> bool:
         """One queued refresh; True when it left nothing to try again."""
+        await self.nodes_listed.wait()  # decisions need every node
         if self.views is None:
             return True
         try:
@@ -209,6 +228,19 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         resync_seconds=memo.get("resync_seconds") or RESYNC_SECONDS,
     )
     memo.controller = ctl
+    loop = asyncio.get_running_loop()
+    nodes = NodeWatch(
+        ctl.kube,
+        on_node=lambda name, facts: loop.call_soon_threadsafe(ctl.set_node, name, facts),
+        on_listed=lambda _: loop.call_soon_threadsafe(ctl.nodes_listed.set),
+    )
+    nodes.start()
+    memo.node_watch = nodes
+    # ConfigMaps an earlier kubeinfer made per model (the runtime config is in the pod
+    # template now): removed once, in the background.
+    memo.cleanup = asyncio.create_task(
+        asyncio.to_thread(remove_old_config_maps, ctl.kube, memo.get("namespaces") or [])
+    )
     metrics.register(
         lambda: list(ctl.statuses.items()),
         lambda: list(ctl.node_facts.values()),
@@ -218,14 +250,29 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         start_http_server(memo.metrics_port, registry=metrics.REGISTRY)
 
 
+@kopf.on.login()
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    """kopf logs in as the operator's own calls do (kubeinfer.kube.login), read again at
+    each login (kopf asks again after a 401: a rotated token)."""
+    found = memo.controller.kube.credentials
+    return kopf.ConnectionInfo(
+        server=found.server,
+        ca_path=found.ca_path,
+        ca_data=found.ca_data,
+        insecure=found.insecure,
+        token=found.current_token(),
+        certificate_path=found.cert_path,
+        private_key_path=found.key_path,
+        default_namespace=found.default_namespace,
+    )
+
+
+@kopf.on.cleanup()
+async def stop_node_watch(memo: kopf.Memo, **_: Any) -> None:
+    memo.node_watch.stop()
+
+
 # --- indexes: what reconciles read instead of asking the API -------------------------------
-
-
-@kopf.index("nodes")
-async def node_index(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Indexing nodes makes kopf start the handlers only once it has seen them all; the
-    facts the decisions use are kept by the controller, updated here before any handler."""
-    memo.controller.set_node(name, node_facts(body))
 
 
 @kopf.index(*MD)
@@ -271,7 +318,6 @@ async def deployment_index(
 
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
 @kopf.index("services", labels=MANAGED)
-@kopf.index("configmaps", labels=MANAGED)
 async def child_state_index(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> dict[tuple[str, str, str], ChildState]:
@@ -312,7 +358,6 @@ def _deleted(type: str | None, **_: Any) -> bool:
 # (`when` is checked before kopf invokes a handler: the other events cost no invocation.)
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED, when=_deleted)
 @kopf.on.event("services", labels=MANAGED, when=_deleted)
-@kopf.on.event("configmaps", labels=MANAGED, when=_deleted)
 @kopf.on.event("pods", labels=MANAGED, when=_deleted)
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED, when=_deleted)
 async def on_child_deleted(
@@ -332,20 +377,6 @@ async def on_cache_claim(
     """A model cache's PVC changed: being deleted (said in ModelCache) or deleted (made again
     and filled again)."""
     memo.controller.refresh_cache_users(_owner(namespace, labels))
-
-
-@kopf.on.event("nodes")
-async def on_node(name: str, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-    """New or relabelled nodes: ModelDeployments still waiting for an engine try again."""
-    ctl: Controller = memo.controller
-    if type == "DELETED":
-        ctl.set_node(name, None)  # kopf runs no indexer for a deletion
-    if not ctl.nodes_dirty or ctl.views is None:
-        return  # a heartbeat: nothing the decision reads has changed
-    # Nodes come in bursts (start-up lists them all, a scale-up adds many): one pass over the
-    # waiting ModelDeployments per burst, not one per node.
-    if ctl.node_pass is None or ctl.node_pass.done():
-        ctl.node_pass = asyncio.create_task(_reevaluate_waiting(ctl, ctl.views))
 
 
 @kopf.on.event(*MD)
@@ -417,6 +448,13 @@ async def _run(
             pods=tuple(views.pods.get(key, ())),
             live=views.live(key),
         )
+        cache_job = first(views.jobs, cache_key) if cache else None
+        cache_pods = tuple(views.pods.get(cache_key, ())) if cache else ()
+        inputs = _inputs(observed, cache_job, cache_pods)
+        if not (verify or apply_always or trigger == "timer") and ctl.settled.get(key) == inputs:
+            metrics.RECONCILES.labels("skipped", trigger).inc()
+            return None
+        ctl.settled.pop(key, None)
         started = time.perf_counter()
         try:
             if verify:
@@ -429,8 +467,8 @@ async def _run(
                 images=ctl.images,
                 apply_always=apply_always,
                 now=datetime.now(UTC),
-                cache_job=first(views.jobs, cache_key) if cache else None,
-                cache_pods=tuple(views.pods.get(cache_key, ())) if cache else (),
+                cache_job=cache_job,
+                cache_pods=cache_pods,
             )
         except Exception:
             metrics.RECONCILES.labels("error", trigger).inc()
@@ -440,11 +478,33 @@ async def _run(
         done = outcome.conclusion
         metrics.RECONCILES.labels(done.result, trigger).inc()
         ctl.statuses[key] = done.status
+        if done.result == "unchanged" and not verify and outcome.requeue_after is None:
+            ctl.settled[key] = inputs
         if apply_always and outcome.problem is None:
             ctl.applied[key] = body["metadata"].get("generation")
         ctl.queue.look_again(key, outcome.requeue_after)
     _post_events(body, outcome)
     return outcome
+
+
+def _inputs(observed: Observed, *cache: object) -> tuple[Any, ...]:
+    """What a reconcile's outcome depends on, comparable with ==: the children without their
+    resourceVersion (a status write changes it, not what kubeinfer wrote)."""
+    live = observed.live or {}
+    children = tuple(
+        (kind, s.uid, s.controller_uid, s.foreign_managers, s.labels, s.content)
+        for kind, s in sorted(live.items())
+    )
+    meta = observed.body["metadata"]
+    return (
+        meta.get("resourceVersion"),
+        meta.get("generation"),
+        observed.classes,  # recomputed (a new tuple) when the nodes change
+        observed.deployment,
+        tuple(observed.pods),
+        children,
+        cache,
+    )
 
 
 def _read_children(kube: Kube, key: Key) -> tuple[dict[str, ChildState], DeploymentSummary | None]:
@@ -483,7 +543,7 @@ def _snapshot(body: kopf.Body | dict[str, Any]) -> dict[str, Any]:
         "kind": body.get("kind"),
         "metadata": {
             key: meta[key]
-            for key in ("name", "namespace", "uid", "generation", "labels")
+            for key in ("name", "namespace", "uid", "generation", "resourceVersion", "labels")
             if key in meta
         },
         "spec": dict(body.get("spec") or {}),

@@ -30,7 +30,8 @@ REGISTRY = CollectorRegistry()
 
 RECONCILES = Counter(
     "kubeinfer_reconciles",
-    "ModelDeployment reconciles by result and trigger.",
+    "ModelDeployment reconciles by result (changed, unchanged, error; skipped: the same inputs "
+    "as the last one, which changed nothing) and trigger.",
     ["result", "trigger"],
     registry=REGISTRY,
 )

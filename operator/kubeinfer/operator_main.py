@@ -19,7 +19,6 @@ class _QuietWatchHandlers(logging.Filter):
 
     NOISY = (
         "Handler 'on_child_deleted' succeeded",
-        "Handler 'on_node' succeeded",
         "Handler 'on_model_deployment' succeeded",
     )
 
@@ -71,5 +70,6 @@ def run_operator(
             workers=workers,
             resync_seconds=resync_seconds,
             namespaced=bool(namespaces),
+            namespaces=namespaces,
         ),
     )

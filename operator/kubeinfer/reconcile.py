@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from kubeinfer import conditions as cond
-from kubeinfer.api.v1alpha1 import Condition, ModelDeployment, ModelDeploymentStatus
+from kubeinfer.api.v1alpha1 import KIND, Condition, ModelDeployment, ModelDeploymentStatus
 from kubeinfer.cache import (
     PROGRESS_LINES,
     PROGRESS_SECONDS,
@@ -31,7 +30,7 @@ from kubeinfer.cache import (
     progress,
 )
 from kubeinfer.drift import Action, ChildState, Step, child_state, plan_child
-from kubeinfer.kube import Kube, api_message
+from kubeinfer.kube import ApiError, Kube, api_message
 from kubeinfer.plan import Conclusion, Observed, conclude, plan
 from kubeinfer.render import ImageSettings
 from kubeinfer.render.cache import FETCH_CONTAINER, FILLED_ANNOTATION, job_run
@@ -118,7 +117,7 @@ def _write_children(
                 logger.info("repairing: %s", step.why)
             kube.apply(_guarded(obj, step.state))
             applied = True
-        except ApiException as error:
+        except ApiError as error:
             message = f"{kind} {meta['name']}: {api_message(error)}"
             logger.warning("writing %s failed: %s", where, api_message(error))
             return applied, ChildProblem(cond.APPLY_FAILED, message)
@@ -179,7 +178,7 @@ def _ensure_cache(
             live_job = kube.ensure_shared(job_run(download, claim_meta["uid"], attempt))
             if live_job is not None and _foreign(live_job):
                 return waiting(_conflict(live_job, name))
-    except ApiException as error:
+    except ApiError as error:
         message = f"model cache {name}: {api_message(error)}"
         logger.warning("writing the model cache %s/%s failed: %s", namespace, name, message)
         return waiting(ChildProblem(cond.APPLY_FAILED, message))
@@ -228,3 +227,26 @@ def parse_status(raw: Any) -> ModelDeploymentStatus | None:
         return ModelDeploymentStatus.model_validate(raw)
     except ValidationError:
         return None  # written by something else; it is replaced whole
+
+
+def remove_old_config_maps(kube: Kube, namespaces: Sequence[str]) -> int:
+    """Deletes the per-model ConfigMaps an earlier kubeinfer made (the runtime config travels
+    in the pod template now); returns how many. Only those a ModelDeployment controls."""
+    selector = "app.kubernetes.io/managed-by=kubeinfer,app.kubernetes.io/component=model-server"
+    paths = [f"/api/v1/namespaces/{ns}/configmaps" for ns in namespaces] or ["/api/v1/configmaps"]
+    removed = 0
+    for path in paths:
+        for page, _ in kube.list(path, {"labelSelector": selector}):
+            for found in page:
+                meta = found["metadata"]
+                owners = meta.get("ownerReferences") or ()
+                if not any(o.get("kind") == KIND and o.get("controller") for o in owners):
+                    continue
+                kube.delete("ConfigMap", meta["namespace"], meta["name"], meta["uid"])
+                logger.info(
+                    "removed ConfigMap %s/%s: the runtime config is in the pod template now",
+                    meta["namespace"],
+                    meta["name"],
+                )
+                removed += 1
+    return removed

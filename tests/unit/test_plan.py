@@ -232,3 +232,50 @@ def test_the_engine_is_kept_while_the_spec_is_unchanged() -> None:
     assert planned.decision is not None and planned.decision.engine == "transformers"
     fresh = plan(Observed(pytorch_body(), None, h100), IMAGES, apply_always=False)
     assert fresh.decision is not None and fresh.decision.engine == "vllm"
+
+
+def test_a_refresh_is_skipped_only_when_it_would_read_the_same() -> None:
+    """The refresh queue's fixed point (handlers._inputs): a status tick of a child (a new
+    resourceVersion) reads the same; an edit of what kubeinfer wrote, a pod's change or a
+    new ModelDeployment version does not."""
+    from kubeinfer.handlers import _inputs
+
+    planned, _ = run(Observed(body=gguf_body(), previous=None, classes=cpu_classes()))
+    live = live_children(planned)
+    base = Observed(gguf_body(), None, cpu_classes(), live=live)
+    same = _inputs(base)
+
+    ticked = {
+        k: child_state(
+            {**_live_body(s), "metadata": {**_live_body(s)["metadata"], "resourceVersion": "99"}}
+        )
+        for k, s in live.items()
+    }
+    assert _inputs(Observed(base.body, None, base.classes, live=ticked)) == same
+
+    edited = dict(live)
+    deployment = _live_body(live["Deployment"])
+    deployment["spec"] = {**deployment["spec"], "replicas": 7}
+    edited["Deployment"] = child_state(deployment)
+    assert _inputs(Observed(base.body, None, base.classes, live=edited)) != same
+
+    pod = PodSummary("p", None, "Pending", None, None, False)
+    assert _inputs(Observed(base.body, None, base.classes, pods=(pod,), live=live)) != same
+
+    newer = gguf_body()
+    newer["metadata"]["resourceVersion"] = "2"
+    assert _inputs(Observed(newer, None, base.classes, live=live)) != same
+
+
+def _live_body(state: Any) -> dict[str, Any]:
+    return {
+        "kind": state.kind,
+        "metadata": {
+            "name": state.name,
+            "uid": state.uid,
+            "resourceVersion": state.resource_version,
+            "labels": dict(state.labels),
+            "ownerReferences": [{"uid": state.controller_uid, "controller": True}],
+        },
+        **copy.deepcopy(dict(state.content)),
+    }
