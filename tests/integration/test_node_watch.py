@@ -4,6 +4,7 @@ only each node's facts, and the plain-HTTP client under it (kubeinfer.kube)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import queue
 import uuid
 from typing import Any
@@ -95,3 +96,42 @@ def test_api_errors_carry_the_servers_message(kube: Kube) -> None:
         kube.patch_status("no-such-namespace", "nothing", {"replicas": 1})
     assert raised.value.status == 404
     assert '"nothing" not found (404)' in raised.value.message
+
+
+def test_old_per_model_config_maps_are_removed_once(
+    kube: Kube, namespace: str, crd_installed: None
+) -> None:
+    """Before 0.2 each model had a ConfigMap; an upgraded operator deletes those (and only
+    those: a ModelDeployment controls them)."""
+    from test_operator import model_deployment
+
+    from kubeinfer.api.v1alpha1 import GROUP, PLURAL, VERSION
+    from kubeinfer.reconcile import remove_old_config_maps
+
+    # Asks for a node no cluster has: an operator running meanwhile makes it nothing.
+    md = model_deployment("old", nodeSelector={"test.kubeinfer.io/none": "x"})
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+    created = json.loads(kube.request("POST", path, body=md).data)
+    owner = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "name": "old",
+        "uid": created["metadata"]["uid"],
+        "controller": True,
+    }
+    labels = {
+        "app.kubernetes.io/managed-by": "kubeinfer",
+        "app.kubernetes.io/component": "model-server",
+    }
+    config_maps = f"/api/v1/namespaces/{namespace}/configmaps"
+    for name, meta in (
+        ("old", {"labels": labels, "ownerReferences": [owner]}),
+        ("users-own", {"labels": labels}),  # labelled alike, but no ModelDeployment's
+        ("unlabelled", {"ownerReferences": [owner]}),
+    ):
+        kube.request("POST", config_maps, body={"metadata": {"name": name, **meta}})
+
+    assert remove_old_config_maps(kube, [namespace]) == 1
+    left = {c["metadata"]["name"] for page, _ in kube.list(config_maps) for c in page}
+    assert {"users-own", "unlabelled"} <= left and "old" not in left
+    assert remove_old_config_maps(kube, [namespace]) == 0
