@@ -86,7 +86,8 @@ def desired_status(
         candidates=decision.candidates,
         placement=decision.placement_status(),
         endpoint=endpoint_url(md) if decision.engine else None,
-        replicas=deployment.replicas if deployment else 0,
+        # Before the Deployment is seen, the replicas it was just given (a write less).
+        replicas=deployment.replicas if deployment else md.spec.replicas if decision.engine else 0,
         ready_replicas=deployment.ready_replicas if deployment else 0,
         selector=selector(md.metadata.name),
         observed_generation=generation,

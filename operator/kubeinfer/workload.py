@@ -147,7 +147,7 @@ def workload_conditions(
         )
     return (
         available,
-        _progressing(deployment, pending, desired_hash, generation, now),
+        _progressing(deployment, pending, desired_hash, desired_replicas, generation, now),
         _degraded(current, generation, now),
     )
 
@@ -156,18 +156,23 @@ def _progressing(
     deployment: DeploymentSummary | None,
     pending: PodSummary | None,
     desired_hash: str | None,
+    desired_replicas: int,
     generation: int | None,
     now: datetime,
 ) -> Condition:
     """True while the rollout moves or once it is complete (reason RolloutComplete); False
     only when the Deployment's progress deadline has passed. An unschedulable pod keeps it
-    True until then: a node may still join, or another pod make room."""
+    True until then: a node may still join, or another pod make room.
+
+    The message changes with the ready count only (as Available's does): the Deployment's
+    intermediate steps (observed, pods updated) would each cost a status write and tell a
+    user nothing `kubectl rollout status` does not."""
     if deployment is None:
         return cond.condition(
             cond.PROGRESSING,
             "True",
             cond.DEPLOYING,
-            "creating the Deployment",
+            _rolling_out(0, desired_replicas),
             generation=generation,
             now=now,
         )
@@ -189,10 +194,7 @@ def _progressing(
         )
     status: ConditionStatus = "True"
     reason = cond.DEPLOYING
-    message = (
-        f"{deployment.updated_replicas}/{deployment.replicas} replicas updated, "
-        f"{deployment.ready_replicas} ready"
-    )
+    message = _rolling_out(deployment.ready_replicas, deployment.replicas)
     if pending:
         reason = cond.UNSCHEDULABLE
         message = f"pod {pending.name} cannot be scheduled: {pending.unschedulable}"
@@ -200,6 +202,10 @@ def _progressing(
         status, reason = "False", cond.PROGRESS_DEADLINE_EXCEEDED
         message = f"{deployment.deadline_exceeded}; {message}"
     return cond.condition(cond.PROGRESSING, status, reason, message, generation=generation, now=now)
+
+
+def _rolling_out(ready: int, replicas: int) -> str:
+    return f"rolling out the current spec: {ready}/{replicas} replicas ready"
 
 
 def _degraded(current: list[PodSummary], generation: int | None, now: datetime) -> Condition:

@@ -55,7 +55,7 @@ def status_of(deployment: DeploymentSummary | None, pods: list[Any], **model: An
         (
             live_object(status_of(DeploymentSummary(2, 2, 2, 1, 2, HASH), [pod()])),
             "Progressing",
-            "Deploying: 2/2 replicas updated, 1 ready",
+            "Deploying: rolling out the current spec: 1/2 replicas ready",
         ),
         (
             live_object(status_of(rolled_out(), [pod(failure="runtime exited with code 1")])),

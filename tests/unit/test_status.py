@@ -105,9 +105,15 @@ def test_before_the_deployment_exists() -> None:
     md = model_deployment()
     status = desired_status(md, None, decision_for(md), HASH, None, [], now=T0)
     assert status.engine == "llama.cpp"
-    assert (status.replicas, status.ready_replicas) == (0, 0)
+    # The replicas the Deployment was just given: seeing it adds nothing to write.
+    assert (status.replicas, status.ready_replicas) == (1, 0)
     progressing = c.find(status.conditions, c.PROGRESSING)
     assert progressing is not None and progressing.reason == c.DEPLOYING
+    seen = DeploymentSummary(1, 1, 1, 0, 1, HASH)
+    assert (
+        status_patch(status, desired_status(md, status, decision_for(md), HASH, seen, [], now=T0))
+        is None
+    )
 
 
 def test_no_engine_is_neither_available_nor_progressing() -> None:

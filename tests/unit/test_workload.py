@@ -377,10 +377,13 @@ def test_pod_failures(container: dict[str, Any], failure: str | None) -> None:
 # ------------------------------------------------------------------------------ conditions
 
 
+ROLLING_OUT = "rolling out the current spec"
+
+
 def test_no_deployment_yet() -> None:
     found = conditions_for(None, [])
     assert status_reason(found[c.PROGRESSING]) == ("True", c.DEPLOYING)
-    assert found[c.PROGRESSING].message == "creating the Deployment"
+    assert found[c.PROGRESSING].message == "rolling out the current spec: 0/1 replicas ready"
     assert status_reason(found[c.AVAILABLE]) == ("False", c.REPLICAS_UNAVAILABLE)
     assert status_reason(found[c.DEGRADED]) == ("False", c.AS_EXPECTED)
 
@@ -400,12 +403,13 @@ def test_rollout_complete() -> None:
 @pytest.mark.parametrize(
     ("deployment", "message"),
     [
-        (deployment_object(replicas=2, ready=1, updated=1), "1/2 replicas updated, 1 ready"),
+        (deployment_object(replicas=2, ready=1, updated=1), f"{ROLLING_OUT}: 1/2 replicas ready"),
         # The Deployment controller has not seen the latest spec yet.
-        (deployment_object(generation=3, observed=2), "1/1 replicas updated, 1 ready"),
+        (deployment_object(generation=3, observed=2), f"{ROLLING_OUT}: 1/1 replicas ready"),
         # The Deployment still runs the previous pod template.
-        (deployment_object(template_hash=OLD), "1/1 replicas updated, 1 ready"),
-        (deployment_object(ready=0), "1/1 replicas updated, 0 ready"),
+        (deployment_object(template_hash=OLD), f"{ROLLING_OUT}: 1/1 replicas ready"),
+        # Observed, its pod made, nothing ready: as before the Deployment was seen.
+        (deployment_object(ready=0), f"{ROLLING_OUT}: 0/1 replicas ready"),
     ],
     ids=["half-updated", "not-observed", "old-template", "not-ready"],
 )
