@@ -202,12 +202,28 @@ class Controller:
         return outcome is None or outcome.problem is None
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """kubeinfer has no change handlers, so nothing ever compares an object with its last
+    handled state; kopf would still deep-copy every object of every event to build that
+    state (a fifth of the operator's CPU under load). Nothing is built, kept or written."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.level = logging.INFO
     # Events are kubeinfer's own (transitions, with the API server's words); kopf would also
     # post each of its log lines ("Handler ... succeeded"), a write each.
     settings.posting.loggers = False
+    settings.persistence.diffbase_storage = _NoDiffBase()
     # Watching given namespaces (exact names): nothing to discover, and the chart's namespaced
     # RBAC grants no cluster-wide list of namespaces (kopf would retry it for half a minute).
     settings.scanning.disabled = bool(memo.get("namespaced"))
