@@ -39,11 +39,14 @@ class ChildState:
     foreign_managers: tuple[str, ...]  # other managers owning part of its spec or data
     labels: Mapping[str, str]
     content: Mapping[str, Any]  # spec (and data or binaryData, where a kind has them)
+    # Created with a plain create (kubeinfer's fields then sit in an Update entry, which a
+    # later apply does not prune): the next new spec first adopts them into the apply entry.
+    created: bool = False
 
 
 class Action(Enum):
     NONE = "none"
-    CREATE = "create"  # missing: make sure nothing else holds the name, then apply
+    CREATE = "create"  # missing: create it (a name someone else holds fails the create)
     APPLY = "apply"  # ours and only kubeinfer's, but differs (or the spec changed)
     RECLAIM = "reclaim"  # another manager owns part of it: take those fields, then apply
     CONFLICT = "conflict"  # the name is held by an object this ModelDeployment does not control
@@ -70,6 +73,7 @@ def child_state(body: Mapping[str, Any]) -> ChildState:
         resource_version=str(meta.get("resourceVersion") or ""),
         controller_uid=controller.get("uid") if controller else None,
         foreign_managers=foreign_managers(meta.get("managedFields") or ()),
+        created=any(_own_update(entry) for entry in meta.get("managedFields") or ()),
         labels=dict(meta.get("labels") or {}),
         content={key: body[key] for key in _CONTENT if key in body},
     )
@@ -80,11 +84,24 @@ def foreign_managers(managed_fields: Iterable[Mapping[str, Any]]) -> tuple[str, 
     found = {
         str(entry.get("manager") or "?")
         for entry in managed_fields
-        if entry.get("manager") != FIELD_MANAGER
-        and entry.get("subresource", "") != "status"
-        and _OWNED_ROOTS & set(entry.get("fieldsV1") or {})
+        if entry.get("manager") != FIELD_MANAGER and _owns_content(entry)
     }
     return tuple(sorted(found))
+
+
+def _owns_content(entry: Mapping[str, Any]) -> bool:
+    return entry.get("subresource", "") != "status" and bool(
+        _OWNED_ROOTS & set(entry.get("fieldsV1") or {})
+    )
+
+
+def _own_update(entry: Mapping[str, Any]) -> bool:
+    """kubeinfer's entry of a create (or an update): its fields belong in the apply entry."""
+    return (
+        entry.get("manager") == FIELD_MANAGER
+        and entry.get("operation") != "Apply"
+        and _owns_content(entry)
+    )
 
 
 def plan_child(
@@ -114,11 +131,12 @@ def plan_child(
     wanted = {key: desired[key] for key in ("metadata", *_CONTENT) if key in desired}
     wanted["metadata"] = {"labels": desired["metadata"].get("labels", {})}
     path = difference(wanted, live)
-    if path is not None:
-        return Step(Action.APPLY, desired, state, f"{where} differs at {path}")
-    if changed_spec:
-        return Step(Action.APPLY, desired, state, "")  # not drift: a new spec
-    return Step(Action.NONE, desired, state, "")
+    if path is None and not changed_spec:
+        return Step(Action.NONE, desired, state, "")
+    why = f"{where} differs at {path}" if path is not None else ""  # "": a new spec
+    # A child made by a create: its fields go to the apply entry first, so that the apply
+    # prunes what the desired object leaves out.
+    return Step(Action.RECLAIM if state.created else Action.APPLY, desired, state, why)
 
 
 def difference(desired: Any, live: Any, path: str = "") -> str | None:
@@ -165,8 +183,7 @@ def adopted_managed_fields(
     for entry in managed_fields:
         fields = entry.get("fieldsV1") or {}
         ours = entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply"
-        foreign = entry.get("subresource", "") != "status" and bool(_OWNED_ROOTS & set(fields))
-        if ours or foreign:
+        if ours or _owns_content(entry):
             merged = _union(merged, fields)
         else:
             kept.append(dict(entry))

@@ -508,7 +508,7 @@ def _inputs(observed: Observed, *cache: object) -> tuple[Any, ...]:
     resourceVersion (a status write changes it, not what kubeinfer wrote)."""
     live = observed.live or {}
     children = tuple(
-        (kind, s.uid, s.controller_uid, s.foreign_managers, s.labels, s.content)
+        (kind, s.uid, s.controller_uid, s.foreign_managers, s.created, s.labels, s.content)
         for kind, s in sorted(live.items())
     )
     meta = observed.body["metadata"]

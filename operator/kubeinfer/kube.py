@@ -237,6 +237,17 @@ class Kube:
             content_type=_APPLY,
         )
 
+    def create(self, obj: Mapping[str, Any]) -> None:
+        """A plain create as the kubeinfer field manager: cheaper for the API server than an
+        apply, and it fails (409) where the name is taken, with no read before it."""
+        meta = obj["metadata"]
+        self.request(
+            "POST",
+            _path(obj["kind"], meta["namespace"]),
+            query={"fieldManager": FIELD_MANAGER},
+            body=obj,
+        )
+
     def read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The live object as plain JSON, or None when there is none."""
         try:

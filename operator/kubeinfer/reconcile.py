@@ -102,10 +102,16 @@ def _write_children(
         where = f"{kind} {meta['namespace']}/{meta['name']}"
         try:
             if step.action is Action.CREATE:
-                # The watches see only kubeinfer's children: make sure the name is free.
+                if step.why and not apply_always:
+                    logger.info("repairing: %s", step.why)
+                # The watches see only kubeinfer's children: a create refused for the name
+                # finds out whose object holds it.
+                if _created(kube, obj):
+                    applied = True
+                    continue
                 found = kube.read(kind, meta["namespace"], meta["name"])
-                if found is not None:
-                    step = plan_child(obj, child_state(found), owner_uid, changed_spec=True)
+                state = child_state(found) if found is not None else None
+                step = plan_child(obj, state, owner_uid, changed_spec=True)
             if step.action is Action.CONFLICT:
                 logger.warning("%s: %s", where, step.why)
                 return applied, ChildProblem(cond.NAME_CONFLICT, step.why)
@@ -113,7 +119,7 @@ def _write_children(
                 continue
             if step.action is Action.RECLAIM:
                 kube.reclaim_fields(obj)
-            if step.why and not (apply_always and step.action is Action.CREATE):
+            if step.why and step.action is not Action.CREATE:
                 logger.info("repairing: %s", step.why)
             kube.apply(_guarded(obj, step.state))
             applied = True
@@ -122,6 +128,17 @@ def _write_children(
             logger.warning("writing %s failed: %s", where, api_message(error))
             return applied, ChildProblem(cond.APPLY_FAILED, message)
     return applied, None
+
+
+def _created(kube: Kube, obj: Mapping[str, Any]) -> bool:
+    """True when `obj` was created; False when its name is taken (409)."""
+    try:
+        kube.create(obj)
+    except ApiError as error:
+        if error.status == 409:
+            return False
+        raise
+    return True
 
 
 def _ensure_cache(

@@ -90,7 +90,7 @@ def test_nodes_are_listed_page_by_page_and_followed(kube: Kube) -> None:
             kube.request("DELETE", f"{NODES}/{name}")
 
 
-def test_api_errors_carry_the_servers_message(kube: Kube) -> None:
+def test_api_errors_carry_the_servers_message(kube: Kube, crd_installed: None) -> None:
     assert kube.read("Deployment", "no-such-namespace", "nothing") is None
     with pytest.raises(ApiError) as raised:
         kube.patch_status("no-such-namespace", "nothing", {"replicas": 1})

@@ -323,12 +323,16 @@ def test_invalid_manifests_are_refused_at_the_door(cluster: Cluster, spec, messa
 
 
 def test_spec_change_rolls_out_and_delete_removes_children(cluster: Cluster) -> None:
-    cluster.create(model_deployment("roll", resources={"gpus": 0}))
+    variable = {"name": "KUBEINFER_TEST", "value": "1"}
+    cluster.create(model_deployment("roll", resources={"gpus": 0}, env=[variable]))
     wait_for("Available", lambda: cluster.condition_is("roll", "Available", "True"))
     first = cluster.deployment("roll")
     first_hash = first.spec.template.metadata.annotations["kubeinfer.io/pod-template-hash"]
+    assert first.spec.template.spec.containers[0].env[-1].name == "KUBEINFER_TEST"
 
-    cluster.patch_spec("roll", {"engineParams": {"n_ctx": 8192}})
+    # The new spec also drops the variable: the Deployment must lose it (it was made by a
+    # create, whose fields an apply prunes only once they are handed to it).
+    cluster.patch_spec("roll", {"engineParams": {"n_ctx": 8192}, "env": None})
 
     def rolled() -> str | None:
         current = cluster.deployment("roll")
@@ -337,6 +341,8 @@ def test_spec_change_rolls_out_and_delete_removes_children(cluster: Cluster) -> 
 
     wait_for("a new pod template", rolled)
     assert cluster.runtime_config("roll")["params"]["n_ctx"] == 8192
+    env = cluster.deployment("roll").spec.template.spec.containers[0].env
+    assert "KUBEINFER_TEST" not in [e.name for e in env]
     wait_for(
         "the rollout to finish",
         lambda: (

@@ -166,6 +166,30 @@ def test_reclaimed_fields_go_to_kubeinfers_apply_entry_and_the_rest_stays() -> N
     )
 
 
+CREATED = {**OURS, "operation": "Update", "fieldsV1": {"f:spec": {"f:paused": {}}}}
+
+
+def test_a_created_child_is_adopted_into_the_apply_entry_at_the_next_new_spec() -> None:
+    """Children are created with a plain create: kubeinfer's fields sit in an Update entry,
+    which an apply would not prune. Not drift, so nothing happens until the next apply (a
+    new spec, a repair), which first hands them to the apply entry (so that the apply
+    removes what the new spec drops)."""
+    deployment = desired()[-1]
+    created = live(deployment, CREATED, STATUS, REVISION)
+    assert child_state(created).created and child_state(created).foreign_managers == ()
+    assert step(deployment, created).action is Action.NONE
+    assert step(deployment, created, changed_spec=True).action is Action.RECLAIM
+    edited = copy.deepcopy(created)
+    edited["spec"]["replicas"] = 5
+    assert step(deployment, edited).action is Action.RECLAIM  # a repair adopts them too
+    assert step(deployment, live(deployment), changed_spec=True).action is Action.APPLY
+
+    fields = adopted_managed_fields([CREATED, STATUS, REVISION])
+    assert fields[:2] == [STATUS, REVISION]
+    (ours,) = [f for f in fields if f["manager"] == FIELD_MANAGER]
+    assert (ours["operation"], ours["fieldsV1"]) == ("Apply", {"f:spec": {"f:paused": {}}})
+
+
 def test_quantities_compare_by_value() -> None:
     assert difference({"cpu": "0.5", "memory": "1024Mi"}, {"cpu": "500m", "memory": "1Gi"}) is None
     assert difference({"cpu": "1"}, {"cpu": "2"}) == ".cpu"
