@@ -1,30 +1,34 @@
-"""kopf wiring: indexes over the cluster, and thin handlers that feed the refresh queue.
+"""kopf wiring: the ModelDeployments' watch and indexes, informers for everything else, and
+thin handlers that feed the refresh queue.
 
 Every trigger funnels into one reconcile per ModelDeployment, serialised by a lock per
-object. A ModelDeployment's own events queue a refresh at once; one whose spec is new to the
-operator (a generation it has not applied, or the first look after a start) re-applies every
-child, as kopf's create/update/resume handlers would, without their bookkeeping writes on the
-object. Events of any child (Deployment, Service, model cache) and of the pods queue a refresh
-(bursts share one) that repairs whatever differs; a refresh that would read exactly what the
-last one (which wrote nothing) read is skipped. Nodes are not kopf's: a list-and-watch of our
-own keeps only their facts (kubeinfer.node_watch), and their changes re-evaluate only the
-ModelDeployments waiting for an engine. The indexes, fed by kopf's watches, hold what a
-reconcile reads; a periodic, jittered resync reads each ModelDeployment's children from the
-API instead, which catches what the watches missed (a deletion while the API server was
-away). A refresh whose write failed is tried again with exponential back-off.
+object. A ModelDeployment's own events (kopf's watch) queue a refresh at once; one whose
+spec is new to the operator (a generation it has not applied, or the first look after a
+start) re-applies every child, as kopf's create/update/resume handlers would, without their
+bookkeeping writes on the object. The nodes, the children (Deployment, Service), the pods
+and the model caches (Job, PVC) are followed by informers of kubeinfer's own
+(kubeinfer.informer), which keep only what reconciles read (kubeinfer.watched): a child's or
+a pod's change queues its ModelDeployment's refresh (bursts share one), which repairs
+whatever differs; a refresh that would read exactly what the last one (which wrote nothing)
+read is skipped; node changes re-evaluate only the ModelDeployments waiting for an engine. A
+periodic, jittered resync reads each ModelDeployment's children from the API instead, which
+catches what the watches missed. A refresh whose write failed is tried again with
+exponential back-off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar, cast
 
 import kopf
@@ -33,22 +37,20 @@ from prometheus_client import start_http_server
 from kubeinfer import conditions as cond
 from kubeinfer import metrics
 from kubeinfer.api.v1alpha1 import GROUP, PLURAL, VERSION, ModelDeploymentStatus
-from kubeinfer.cache import JobSummary, summarize_job
 from kubeinfer.drift import ChildState, child_state
+from kubeinfer.informer import Informer
 from kubeinfer.kube import CHILD_KINDS, Kube, api_message
 from kubeinfer.logs import RECONCILING
-from kubeinfer.node_watch import NodeWatch
-from kubeinfer.nodes import NodeClass, NodeFacts, node_classes
+from kubeinfer.nodes import NodeClass, NodeFacts, node_classes, node_facts
 from kubeinfer.plan import Observed
 from kubeinfer.reconcile import Outcome, parse_status, reconcile, remove_old_config_maps
 from kubeinfer.refresh import Key, RefreshQueue, Request
 from kubeinfer.render import ImageSettings
 from kubeinfer.render.cache import cache_name_of
-from kubeinfer.workload import DeploymentSummary, PodSummary, summarize_deployment, summarize_pod
+from kubeinfer.watched import INSTANCE, KINDS, MANAGED, Summary, Watched, collection, summarize
+from kubeinfer.workload import DeploymentSummary, summarize_deployment
 
 MD = (GROUP, VERSION, PLURAL)
-MANAGED = {"app.kubernetes.io/managed-by": "kubeinfer"}
-INSTANCE = "app.kubernetes.io/instance"
 K = TypeVar("K")
 V = TypeVar("V")
 # Node changes within this window share one re-evaluation of the waiting ModelDeployments.
@@ -61,31 +63,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Views:
-    """kopf's indexes, by what they hold: what a reconcile reads instead of asking the API.
-    They are live views (kopf updates them in place), so one set serves every handler."""
+    """kopf's indexes of the ModelDeployments. They are live views (kopf updates them in
+    place), so one set serves every handler."""
 
     mds: kopf.Index[Key, dict[str, Any]]
     waiting: kopf.Index[str, Key]
-    deployments: kopf.Index[Key, DeploymentSummary]
-    children: kopf.Index[tuple[str, str, str], ChildState]  # by (kind, namespace, owner)
-    jobs: kopf.Index[Key, JobSummary]
-    pods: kopf.Index[Key, PodSummary]
 
     @classmethod
     def of(cls, indexes: Mapping[str, Any]) -> Views:
-        return cls(
-            mds=indexes["md_index"],
-            waiting=indexes["waiting_index"],
-            deployments=indexes["deployment_index"],
-            children=indexes["child_state_index"],
-            jobs=indexes["job_index"],
-            pods=indexes["pod_index"],
-        )
-
-    def live(self, key: Key) -> dict[str, ChildState]:
-        """The children the watches hold, by kind."""
-        found = ((kind, first(self.children, (kind, *key))) for kind in CHILD_KINDS)
-        return {kind: state for kind, state in found if state is not None}
+        return cls(mds=indexes["md_index"], waiting=indexes["waiting_index"])
 
 
 def first(index: kopf.Index[K, V], key: K) -> V | None:
@@ -116,11 +102,17 @@ class Controller:
     resync_seconds: float = RESYNC_SECONDS
     resync: asyncio.Task[None] | None = None
     views: Views | None = None  # set by the first indexer kopf calls
+    kopf_context: contextvars.Context | None = None  # set with the views
     queue: RefreshQueue = field(init=False)
     # The ModelDeployments using each model cache (a PVC and Job shared by name).
     cache_users: defaultdict[Key, set[str]] = field(default_factory=lambda: defaultdict(set))
     caches: dict[Key, str] = field(default_factory=dict)  # ModelDeployment -> its cache
-    nodes_listed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Children, pods and model caches as the informers last reported them.
+    watched: Watched = field(default_factory=Watched)
+    informers: list[Informer[Any]] = field(default_factory=list)
+    # Refreshes wait until every informer has listed its collection once.
+    unlisted: set[str] = field(default_factory=set)
+    listed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.queue = RefreshQueue(self._refresh)
@@ -128,6 +120,9 @@ class Controller:
     def seen(self, indexes: Mapping[str, Any]) -> Views:
         if self.views is None:
             self.views = Views.of(indexes)
+            # kopf's event poster finds its queue in context variables it sets around its
+            # handlers; refreshes queued by the informers run outside them.
+            self.kopf_context = contextvars.copy_context()
             # Started here, where the indexes are at hand (startup handlers get none).
             self.resync = asyncio.create_task(_resync_forever(self))
         return self.views
@@ -135,6 +130,21 @@ class Controller:
     def refresh(self, key: Key) -> None:
         """Queues a refresh of a ModelDeployment (its children's event, its cache's)."""
         self.queue.queue(key, "child")
+
+    def watched_changed(self, kind: str, ref: tuple[str, str], summary: Summary | None) -> None:
+        """An informer's report: files it, and refreshes whom it concerns (a child's or a
+        pod's ModelDeployment; the users of a model cache whose Job, PVC or pod it is)."""
+        owner = self.watched.update(kind, ref, summary)
+        if owner is None:
+            return
+        if kind in ("Deployment", "Service", "Pod"):
+            self.refresh(owner)
+        self.refresh_cache_users(owner)
+
+    def informer_listed(self, name: str) -> None:
+        self.unlisted.discard(name)
+        if not self.unlisted:
+            self.listed.set()
 
     def refresh_cache_users(self, cache: Key) -> None:
         for user in sorted(self.cache_users.get(cache, ())):
@@ -185,7 +195,7 @@ class Controller:
 
     async def _refresh(self, request: Request) -> bool:
         """One queued refresh; True when it left nothing to try again."""
-        await self.nodes_listed.wait()  # decisions need every node
+        await self.listed.wait()  # decisions need every node, reconciles every child
         if self.views is None:
             return True
         try:
@@ -244,14 +254,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         resync_seconds=memo.get("resync_seconds") or RESYNC_SECONDS,
     )
     memo.controller = ctl
-    loop = asyncio.get_running_loop()
-    nodes = NodeWatch(
-        ctl.kube,
-        on_node=lambda name, facts: loop.call_soon_threadsafe(ctl.set_node, name, facts),
-        on_listed=lambda _: loop.call_soon_threadsafe(ctl.nodes_listed.set),
-    )
-    nodes.start()
-    memo.node_watch = nodes
+    _start_informers(ctl, memo.get("namespaces") or [None])
     # ConfigMaps an earlier kubeinfer made per model (the runtime config is in the pod
     # template now): removed once, in the background.
     memo.cleanup = asyncio.create_task(
@@ -283,9 +286,52 @@ def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     )
 
 
+def _start_informers(ctl: Controller, namespaces: list[str] | list[None]) -> None:
+    """Nodes (their facts), and kubeinfer's children, pods and model caches (summaries), each
+    reported into the event loop."""
+    loop = asyncio.get_running_loop()
+
+    def call(callback: Callable[..., object], *args: Any) -> None:
+        loop.call_soon_threadsafe(callback, *args)
+
+    def start(name: str, informer: Informer[Any]) -> None:
+        ctl.unlisted.add(name)
+        ctl.informers.append(informer)
+        informer.start()
+
+    def listed(name: str) -> Callable[[int], object]:
+        return lambda _: call(ctl.informer_listed, name)
+
+    start(
+        "nodes",
+        Informer(
+            ctl.kube,
+            "/api/v1/nodes",
+            node_facts,
+            lambda ref, facts: call(ctl.set_node, ref[1], facts),
+            listed("nodes"),
+        ),
+    )
+    for kind in KINDS:
+        for namespace in namespaces:
+            name = f"{kind} {namespace or '*'}"
+            start(
+                name,
+                Informer(
+                    ctl.kube,
+                    collection(kind, namespace),
+                    partial(summarize, kind),
+                    partial(call, ctl.watched_changed, kind),
+                    listed(name),
+                    selector=MANAGED,
+                ),
+            )
+
+
 @kopf.on.cleanup()
-async def stop_node_watch(memo: kopf.Memo, **_: Any) -> None:
-    memo.node_watch.stop()
+async def stop_informers(memo: kopf.Memo, **_: Any) -> None:
+    for informer in memo.controller.informers:
+        informer.stop()
 
 
 # --- indexes: what reconciles read instead of asking the API -------------------------------
@@ -311,88 +357,6 @@ async def waiting_index(
     reconcile every new ModelDeployment ahead of it)."""
     waiting = status.get("observedGeneration") is not None and not status.get("engine")
     return {"waiting": (namespace or "", name)} if waiting else {}
-
-
-# kopf runs sync handlers in threads: these are async so that they run in the event loop,
-# where they may touch the controller and queue work. The children's indexers also queue
-# their owner's status refresh: kopf calls them for every event anyway, and a separate watch
-# handler per event would double the work.
-
-
-def _owner(namespace: str | None, labels: kopf.Labels) -> Key:
-    return (namespace or "", labels.get(INSTANCE, ""))
-
-
-@kopf.index("apps", "v1", "deployments", labels=MANAGED)
-async def deployment_index(
-    namespace: str | None, labels: kopf.Labels, body: kopf.Body, memo: kopf.Memo, **_: Any
-) -> dict[Key, DeploymentSummary]:
-    key = _owner(namespace, labels)
-    memo.controller.refresh(key)
-    return {key: summarize_deployment(body)}
-
-
-@kopf.index("apps", "v1", "deployments", labels=MANAGED)
-@kopf.index("services", labels=MANAGED)
-async def child_state_index(
-    namespace: str | None, labels: kopf.Labels, body: kopf.Body, memo: kopf.Memo, **_: Any
-) -> dict[tuple[str, str, str], ChildState]:
-    """Every child as drift checks need it, by kind (one index: they share the owner)."""
-    key = _owner(namespace, labels)
-    state = child_state(body)
-    if state.kind != "Deployment":
-        memo.controller.refresh(key)  # the Deployment's events queue in deployment_index
-    return {(state.kind, *key): state}
-
-
-@kopf.index("batch", "v1", "jobs", labels=MANAGED)
-async def job_index(
-    namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any
-) -> dict[Key, JobSummary]:
-    """Model cache download Jobs: each event refreshes the ModelDeployments using the cache."""
-    key = (namespace or "", name)
-    memo.controller.refresh_cache_users(key)
-    return {key: summarize_job(body)}
-
-
-@kopf.index("pods", labels=MANAGED)
-async def pod_index(
-    namespace: str | None, labels: kopf.Labels, body: kopf.Body, memo: kopf.Memo, **_: Any
-) -> dict[Key, PodSummary]:
-    key = _owner(namespace, labels)
-    memo.controller.refresh(key)
-    return {key: summarize_pod(body)}
-
-
-# --- handlers ------------------------------------------------------------------------------
-
-
-def _deleted(type: str | None, **_: Any) -> bool:
-    return type == "DELETED"
-
-
-# (`when` is checked before kopf invokes a handler: the other events cost no invocation.)
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED, when=_deleted)
-@kopf.on.event("services", labels=MANAGED, when=_deleted)
-@kopf.on.event("pods", labels=MANAGED, when=_deleted)
-@kopf.on.event("batch", "v1", "jobs", labels=MANAGED, when=_deleted)
-async def on_child_deleted(
-    namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any
-) -> None:
-    """kopf runs no indexer for a deletion: a deleted child (removed by hand, an evicted
-    pod, a download Job) queues the owner's refresh here."""
-    key = _owner(namespace, labels)
-    memo.controller.refresh(key)
-    memo.controller.refresh_cache_users(key)
-
-
-@kopf.on.event("persistentvolumeclaims", labels=MANAGED)
-async def on_cache_claim(
-    namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any
-) -> None:
-    """A model cache's PVC changed: being deleted (said in ModelCache) or deleted (made again
-    and filled again)."""
-    memo.controller.refresh_cache_users(_owner(namespace, labels))
 
 
 @kopf.on.event(*MD)
@@ -460,12 +424,12 @@ async def _run(
             body=body,
             previous=ctl.statuses.get(key) or parse_status(body.get("status")),
             classes=ctl.classes(),
-            deployment=first(views.deployments, key),
-            pods=tuple(views.pods.get(key, ())),
-            live=views.live(key),
+            deployment=ctl.watched.deployments.get(key),
+            pods=ctl.watched.pods_of(key),
+            live=ctl.watched.live(key),
         )
-        cache_job = first(views.jobs, cache_key) if cache else None
-        cache_pods = tuple(views.pods.get(cache_key, ())) if cache else ()
+        cache_job = ctl.watched.jobs.get(cache_key) if cache else None
+        cache_pods = ctl.watched.pods_of(cache_key) if cache else ()
         inputs = _inputs(observed, cache_job, cache_pods)
         if not (verify or apply_always or trigger == "timer") and ctl.settled.get(key) == inputs:
             metrics.RECONCILES.labels("skipped", trigger).inc()
@@ -499,7 +463,7 @@ async def _run(
         if apply_always and outcome.problem is None:
             ctl.applied[key] = body["metadata"].get("generation")
         ctl.queue.look_again(key, outcome.requeue_after)
-    _post_events(body, outcome)
+    _post_events(ctl, body, outcome)
     return outcome
 
 
@@ -537,13 +501,14 @@ def _read_children(kube: Kube, key: Key) -> tuple[dict[str, ChildState], Deploym
     return live, deployment
 
 
-def _post_events(body: dict[str, Any], outcome: Outcome) -> None:
+def _post_events(ctl: Controller, body: dict[str, Any], outcome: Outcome) -> None:
     done = outcome.conclusion
     for event in done.events:
         if event.reason == cond.ENGINE_SELECTED and done.status.engine:
             metrics.DECISIONS.labels(done.status.engine).inc()
         post = kopf.warn if event.warning else kopf.info
-        post(_as_body(body), reason=event.reason, message=event.message)
+        if ctl.kopf_context is not None:
+            ctl.kopf_context.run(post, _as_body(body), reason=event.reason, message=event.message)
 
 
 def _as_body(snapshot: dict[str, Any]) -> kopf.Body:

@@ -273,11 +273,16 @@ class Kube:
                 return
 
     def watch(
-        self, path: str, resource_version: str, timeout_seconds: int = 300
+        self,
+        path: str,
+        resource_version: str,
+        timeout_seconds: int = 300,
+        query: Mapping[str, Any] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """The events of a collection from a resourceVersion on, as they come (one JSON
         document a line), bookmarks included; ends when the server closes the watch."""
         query = {
+            **(query or {}),
             "watch": "true",
             "resourceVersion": resource_version,
             "allowWatchBookmarks": "true",

@@ -17,10 +17,7 @@ from kubeinfer.render import ImageSettings
 class _QuietWatchHandlers(logging.Filter):
     """Drops the per-event success lines of the watch handlers (thousands an hour)."""
 
-    NOISY = (
-        "Handler 'on_child_deleted' succeeded",
-        "Handler 'on_model_deployment' succeeded",
-    )
+    NOISY = ("Handler 'on_model_deployment' succeeded",)
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith(self.NOISY)

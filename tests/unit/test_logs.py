@@ -87,8 +87,9 @@ def test_a_line_in_a_queued_reconcile_names_the_modeldeployment_and_why() -> Non
 
 
 def test_another_kind_is_named_with_its_kind() -> None:
-    line = _in_handler("on_child_deleted", _body("Pod", "qwen-7d9f"), "queued")
-    assert "[Pod models/qwen-7d9f] [on_child_deleted]" in line
+    # kopf's handlers are the ModelDeployments' own now; the formatter still names any kind.
+    line = _in_handler("on_model_deployment", _body("Pod", "qwen-7d9f"), "queued")
+    assert "[Pod models/qwen-7d9f] [on_model_deployment]" in line
 
 
 def test_lines_under_an_indexer_carry_no_object() -> None:

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
+from kubeinfer.informer import Informer
 from kubeinfer.kube import ApiError, Kube, login
-from kubeinfer.node_watch import NODES, NodeWatch
-from kubeinfer.nodes import NodeFacts
+from kubeinfer.nodes import NodeFacts, node_facts
 
 pytestmark = pytest.mark.cluster
+NODES = "/api/v1/nodes"
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def test_nodes_are_listed_page_by_page_and_followed(kube: Kube) -> None:
 
     events: queue.Queue[tuple[str, NodeFacts | None]] = queue.Queue()
     listed: queue.Queue[int] = queue.Queue()
-    watch = NodeWatch(kube, on_node=lambda n, f: events.put((n, f)), on_listed=listed.put)
+    watch = Informer(kube, NODES, node_facts, lambda ref, f: events.put((ref[1], f)), listed.put)
     watch.start()
     name = f"node-watch-{uuid.uuid4().hex[:6]}"
     try:
