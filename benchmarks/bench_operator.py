@@ -549,7 +549,7 @@ class Operator:
         """(seconds from the start until the operator had listed the nodes, seconds the
         listing took), from its log line."""
         for line in self.logfile.read_text(errors="replace").splitlines():
-            found = re.search(r"^(\S+) .*listed \d+ nodes in ([\d.]+)s", line)
+            found = re.search(r"^(\S+) .*listed \d+ in /api/v1/nodes in ([\d.]+)s", line)
             if found:
                 at = datetime.fromisoformat(found[1].replace("Z", "+00:00")).timestamp()
                 return at - self.started_wall, float(found[2])

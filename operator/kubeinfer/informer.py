@@ -92,7 +92,7 @@ class Informer(Generic[T]):
         for ref in self._known - seen:
             self._on_change(ref, None)
         self._known = seen
-        logger.debug("listed %d in %s in %.2fs", len(seen), self._path, time.monotonic() - started)
+        logger.info("listed %d in %s in %.2fs", len(seen), self._path, time.monotonic() - started)
         self._on_listed(len(seen))
         return resource_version
 
