@@ -430,8 +430,11 @@ async def _run(
         )
         cache_job = ctl.watched.jobs.get(cache_key) if cache else None
         cache_pods = ctl.watched.pods_of(cache_key) if cache else ()
-        inputs = _inputs(observed, cache_job, cache_pods)
-        if not (verify or apply_always or trigger == "timer") and ctl.settled.get(key) == inputs:
+        inputs = _inputs(observed)
+        # Never skipped: a model cache's reconcile reads its claim from the API (its
+        # deletion, its filled mark), which no input here shows.
+        skippable = not (verify or apply_always or cache or trigger == "timer")
+        if skippable and ctl.settled.get(key) == inputs:
             metrics.RECONCILES.labels("skipped", trigger).inc()
             return None
         ctl.settled.pop(key, None)
@@ -467,7 +470,7 @@ async def _run(
     return outcome
 
 
-def _inputs(observed: Observed, *cache: object) -> tuple[Any, ...]:
+def _inputs(observed: Observed) -> tuple[Any, ...]:
     """What a reconcile's outcome depends on, comparable with ==: the children without their
     resourceVersion (a status write changes it, not what kubeinfer wrote)."""
     live = observed.live or {}
@@ -483,7 +486,6 @@ def _inputs(observed: Observed, *cache: object) -> tuple[Any, ...]:
         observed.deployment,
         tuple(observed.pods),
         children,
-        cache,
     )
 
 
