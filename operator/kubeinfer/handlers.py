@@ -42,7 +42,7 @@ from kubeinfer.informer import Informer
 from kubeinfer.kube import CHILD_KINDS, Kube, api_message
 from kubeinfer.logs import RECONCILING
 from kubeinfer.nodes import NodeClass, NodeFacts, node_classes, node_facts
-from kubeinfer.plan import Observed
+from kubeinfer.plan import Observed, Renders
 from kubeinfer.reconcile import Outcome, parse_status, reconcile, remove_old_config_maps
 from kubeinfer.refresh import Key, RefreshQueue, Request
 from kubeinfer.render import ImageSettings
@@ -94,6 +94,7 @@ class Controller:
     # What a reconcile that wrote nothing last read, by ModelDeployment: the same again is a
     # fixed point (a pod's or Deployment's status tick that changes no summary), not rerun.
     settled: dict[Key, tuple[Any, ...]] = field(default_factory=dict)
+    renders: Renders = field(default_factory=Renders)  # each one's last rendering
     node_facts: dict[str, NodeFacts | None] = field(default_factory=dict)
     # Grouped once per change of the nodes, not once per reconcile.
     node_classes: tuple[NodeClass, ...] | None = None
@@ -188,6 +189,7 @@ class Controller:
     def forget(self, key: Key) -> None:
         self.applied.pop(key, None)
         self.settled.pop(key, None)
+        self.renders.forget(key)
         self.statuses.pop(key, None)
         self.use_cache(key, None)
         self.locks.pop(key, None)
@@ -452,6 +454,7 @@ async def _run(
                 now=datetime.now(UTC),
                 cache_job=cache_job,
                 cache_pods=cache_pods,
+                renders=ctl.renders,
             )
         except Exception:
             metrics.RECONCILES.labels("error", trigger).inc()

@@ -31,7 +31,7 @@ from kubeinfer.cache import (
 )
 from kubeinfer.drift import Action, ChildState, Step, child_state, plan_child
 from kubeinfer.kube import ApiError, Kube, api_message
-from kubeinfer.plan import Conclusion, Observed, conclude, plan
+from kubeinfer.plan import Conclusion, Observed, Renders, conclude, plan
 from kubeinfer.render import ImageSettings
 from kubeinfer.render.cache import FETCH_CONTAINER, FILLED_ANNOTATION, job_run
 from kubeinfer.status import ChildProblem
@@ -58,6 +58,7 @@ def reconcile(
     now: datetime,
     cache_job: JobSummary | None = None,
     cache_pods: Sequence[PodSummary] = (),
+    renders: Renders | None = None,
 ) -> Outcome:
     """Bring one ModelDeployment's children and status in line with its spec: plan, write
     what the plan says, conclude, write the status if it changed.
@@ -67,7 +68,7 @@ def reconcile(
     spec.model.cache, `cache_job` and `cache_pods` are its download Job and pods as the
     watches saw them; the Deployment is written only once the Job has filled the cache.
     """
-    planned = plan(observed, images, apply_always=apply_always)
+    planned = plan(observed, images, apply_always=apply_always, renders=renders)
     applied, problem = False, None
     cache: Condition | None = None
     requeue_after = None

@@ -279,3 +279,31 @@ def _live_body(state: Any) -> dict[str, Any]:
         },
         **copy.deepcopy(dict(state.content)),
     }
+
+
+def test_a_rendering_is_reused_while_its_sources_are_the_same() -> None:
+    from kubeinfer.plan import Renders
+
+    renders = Renders()
+    body = gguf_body()
+    body["metadata"]["resourceVersion"] = "1"
+    first = plan(Observed(body, None, cpu_classes()), IMAGES, apply_always=False, renders=renders)
+    assert [s.action for s in first.steps] == [Action.CREATE, Action.CREATE]
+
+    # The children appeared: the same rendering, compared with them (no step left stale).
+    classes = cpu_classes()
+    again = plan(
+        Observed(body, None, classes, live=live_children(first)),
+        IMAGES,
+        apply_always=False,
+        renders=renders,
+    )
+    assert [s.action for s in again.steps] == [Action.NONE, Action.NONE]
+    # cpu_classes() built anew: equal classes, the same rendering.
+    assert again.steps[-1].obj is first.steps[-1].obj
+
+    newer = copy.deepcopy(body)
+    newer["metadata"]["resourceVersion"] = "2"
+    newer["spec"]["replicas"] = 3
+    changed = plan(Observed(newer, None, classes), IMAGES, apply_always=False, renders=renders)
+    assert changed.steps[-1].obj["spec"]["replicas"] == 3
