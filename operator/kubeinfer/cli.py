@@ -17,8 +17,6 @@ Exit codes: 0 done, 1 the API server cannot be reached (one line says why), 2 in
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import json
 import os
 import sys
@@ -43,7 +41,6 @@ from kubeinfer.render import ImageSettings, children, endpoint_url
 EXIT_UNREACHABLE = 1
 EXIT_INVALID = 2
 EXIT_NO_ENGINE = 3
-_M_ARENA_MAX = -8  # mallopt parameter (malloc.h)
 
 
 class InputError(Exception):
@@ -195,7 +192,6 @@ def _operator(args: argparse.Namespace, out: TextIO) -> int:
             images = ImageSettings.model_validate(_read_documents(args.images)[0] or {})
         except ValidationError as error:
             raise InputError(f"{args.images}: {describe(error)}") from None
-    _few_malloc_arenas()
     # kopf imports the official client, when installed, only to log in through it: 20 MiB and
     # half a second the operator does without (it logs in and calls the API itself).
     sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
@@ -211,14 +207,6 @@ def _operator(args: argparse.Namespace, out: TextIO) -> int:
         resync_seconds=args.resync_seconds,
     )
     return 0
-
-
-def _few_malloc_arenas() -> None:
-    """glibc gives each thread that allocates its own malloc arena; the reconcile threads'
-    JSON bursts then leave freed memory spread over a dozen arenas, none returned (a third
-    of the operator's peak RSS). Two arenas serve them as well. No-op off glibc."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, 2)
 
 
 # -------------------------------------------------------------------------------- inputs
