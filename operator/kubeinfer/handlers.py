@@ -37,7 +37,7 @@ from prometheus_client import start_http_server
 from kubeinfer import conditions as cond
 from kubeinfer import metrics
 from kubeinfer.api.v1alpha1 import GROUP, PLURAL, VERSION, ModelDeploymentStatus
-from kubeinfer.drift import ChildState, child_state
+from kubeinfer.drift import ChildState
 from kubeinfer.informer import Informer
 from kubeinfer.kube import CHILD_KINDS, Kube, api_message
 from kubeinfer.logs import RECONCILING
@@ -47,8 +47,8 @@ from kubeinfer.reconcile import Outcome, parse_status, reconcile, remove_old_con
 from kubeinfer.refresh import Key, RefreshQueue, Request
 from kubeinfer.render import ImageSettings
 from kubeinfer.render.cache import cache_name_of
-from kubeinfer.watched import INSTANCE, KINDS, MANAGED, Summary, Watched, collection, summarize
-from kubeinfer.workload import DeploymentSummary, summarize_deployment
+from kubeinfer.watched import KINDS, MANAGED, Summary, Watched, collection, summarize
+from kubeinfer.workload import DeploymentSummary
 
 MD = (GROUP, VERSION, PLURAL)
 K = TypeVar("K")
@@ -493,16 +493,17 @@ def _inputs(observed: Observed) -> tuple[Any, ...]:
 
 
 def _read_children(kube: Kube, key: Key) -> tuple[dict[str, ChildState], DeploymentSummary | None]:
-    """The children as the API has them now (a resync: the watches may have missed events)."""
+    """The children as the API has them now (a resync: the watches may have missed events),
+    summarized as the informers summarize them."""
     live: dict[str, ChildState] = {}
     deployment = None
     for kind in CHILD_KINDS:
         body = kube.read(kind, *key)
-        if body is None or (body.get("metadata", {}).get("labels") or {}).get(INSTANCE) != key[1]:
+        found = summarize(kind, body) if body is not None else None
+        if found is None or found.owner != key[1] or found.child is None:
             continue  # absent, or not one of kubeinfer's (a create finds out which)
-        live[kind] = child_state(body)
-        if kind == "Deployment":
-            deployment = summarize_deployment(body)
+        live[kind] = found.child
+        deployment = found.deployment or deployment
     return live, deployment
 
 
