@@ -35,22 +35,16 @@ vllm-env:
 	@bash hack/vllm-cpu-env.sh
 
 # The engines' own parsers on a CPU without their heavy dependencies: small overlays on .venv
-# outside the clone (hack/parser-env.sh; the first time 2–3 minutes and 1.2 GB, then under a second).
+# outside the clone, one per engine whose descriptor has a parser_overlay (hack/parser-env.sh;
+# the first time 2–3 minutes and 1.2 GB, then under a second).
 parser-envs: venv
-	@bash hack/parser-env.sh sglang
-	@bash hack/parser-env.sh vllm
-	@bash hack/parser-env.sh mlx
+	@bash hack/parser-env.sh --all
 
-# Parameter catalogs from the engines' own parsers (operator/kubeinfer/params/data); the
-# operator and `kubeinfer explain` check engineParams against them, a test says when one is
-# stale.
-CATALOGS := operator/kubeinfer/params/data
+# Parameter catalogs from the engines' own parsers (operator/kubeinfer/params/data), every
+# engine of the registry in its own python with its parser overlay; the operator and
+# `kubeinfer explain` check engineParams against them, a test says when one is stale.
 catalogs: venv parser-envs
-	$(PY) hack/param_catalog.py llama.cpp -o $(CATALOGS)/llama_cpp.json
-	$(PY) hack/param_catalog.py transformers -o $(CATALOGS)/transformers.json
-	PYTHONPATH=$$(bash hack/parser-env.sh sglang --path) $(PY) hack/param_catalog.py sglang -o $(CATALOGS)/sglang.json
-	PYTHONPATH=$$(bash hack/parser-env.sh mlx --path) $(PY) hack/param_catalog.py mlx -o $(CATALOGS)/mlx.json
-	VLLM_TARGET_DEVICE=cpu PYTHONPATH=$$(bash hack/parser-env.sh vllm --path) $(PY) hack/param_catalog.py vllm -o $(CATALOGS)/vllm.json
+	$(PY) hack/param_catalog.py --all
 
 # The main job: local control plane, CRD, the operator (own ServiceAccount and ClusterRole),
 # the examples applied, and `kubectl get md` with the chosen engines and readiness.
@@ -79,11 +73,13 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy operator/kubeinfer runtime/kubeinfer_runtime
 
-# The ModelDeployment CRD, regenerated from the API models and copied into the Helm chart
-# (unit tests check both copies are current).
+# The ModelDeployment CRD, regenerated from the API models and copied into the Helm chart,
+# and the chart's runtime images (values.yaml and its schema) from the engine registry
+# (unit tests check all of them are current).
 crd: venv
 	$(VENV)/bin/kubeinfer crd -o crds/
 	cp crds/modeldeployments.kubeinfer.io.yaml charts/kubeinfer/crds/
+	$(PY) -m kubeinfer.chart charts/kubeinfer
 
 # The Helm chart, linted and rendered for the pinned Kubernetes version (helm comes with the
 # control plane build).

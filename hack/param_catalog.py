@@ -1,121 +1,114 @@
-"""Write (or check) one engine's parameter catalog from the engine's own parser.
+"""Write (or check) the engines' parameter catalogs from the engines' own parsers.
 
     python hack/param_catalog.py ENGINE            print the catalog
     python hack/param_catalog.py ENGINE -o FILE    write it
     python hack/param_catalog.py ENGINE --check    exit 1 if the shipped one differs
+    python hack/param_catalog.py --all [--check]   every engine of the registry, each in
+                                                   its own python (``make catalogs``)
 
-Run with a python where the engine's parser imports (``make catalogs`` picks it):
-llama.cpp and transformers from the project venv, SGLang and vLLM from their parser
-overlays (``hack/parser-env.sh``), mlx_lm from its overlay. Nothing is started.
+The parser is the one the engine's launcher returns from ``own_parser()``
+(kubeinfer_runtime.engines.<launcher>). ENGINE alone needs a python where that parser
+imports; ``--all`` sets one up from the engine's descriptor: its parser overlay
+(``parser_overlay``, built by ``hack/parser-env.sh``) on PYTHONPATH and its ``parser_env``.
+Nothing is started.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import subprocess
 import sys
-from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "runtime")]
+DATA = ROOT / "operator/kubeinfer/params/data"
 
+from kubeinfer.engines import REGISTRY, engine  # noqa: E402
 from kubeinfer.params import catalog as cat  # noqa: E402
+from kubeinfer_runtime.engines.flags import OwnParser  # noqa: E402
 
 
-def parser(engine: str) -> Any:
-    """The engine's own parser (argparse; a click command for transformers)."""
-    if engine == "sglang":
-        from sglang.srt.server_args import ServerArgs
-
-        built = argparse.ArgumentParser(prog="sglang serve")  # as prepare_server_args does
-        ServerArgs.add_cli_args(built)
-        return built
-    if engine == "vllm":
-        from kubeinfer_runtime.engines.vllm import vllm_serve_parser
-
-        return vllm_serve_parser()
-    if engine == "mlx":
-        return _parser_of("mlx_lm.server")
-    if engine == "transformers":
-        from transformers.cli.transformers import app  # a click group (huggingface_hub's)
-
-        return app.commands["serve"]
-    raise ValueError(engine)
+def own_parser(name: str) -> OwnParser:
+    """The engine's own parser, from its launcher module."""
+    launcher = importlib.import_module(f"kubeinfer_runtime.engines.{engine(name).launcher}")
+    own: OwnParser = launcher.own_parser()
+    return own
 
 
-def sglang() -> cat.Catalog:
-    source = f"sglang {version('sglang')}: ServerArgs.add_cli_args"
-    return cat.from_parser("sglang", source, parser("sglang"))
+def parser(name: str) -> object:
+    """The parser itself (argparse; a click command for transformers; for llama.cpp a
+    CommonParams)."""
+    return own_parser(name).parser
 
 
-def vllm() -> cat.Catalog:
-    built = parser("vllm")
-    if built is None:
-        raise SystemExit("vLLM's serve parser does not import here")
-    source = f"vllm {version('vllm')}: make_arg_parser (vllm serve)"
-    return cat.from_parser("vllm", source, built)
-
-
-def transformers() -> cat.Catalog:
-    source = f"transformers {version('transformers')}: transformers serve (typer/click)"
-    return cat.from_click("transformers", source, parser("transformers"))
-
-
-def mlx() -> cat.Catalog:
-    source = f"mlx-lm {version('mlx-lm')}: mlx_lm.server main()"
-    return cat.from_parser("mlx", source, parser("mlx"))
-
-
-def llama_cpp() -> cat.Catalog:
-    import xllamacpp
-
-    from kubeinfer_runtime.engines.llama_cpp_params import common_params_flags
-
-    source = f"xllamacpp {version('xllamacpp')}: CommonParams fields"
-    return cat.Catalog("llama.cpp", source, common_params_flags(xllamacpp.CommonParams()))
-
-
-class _Built(Exception):
-    def __init__(self, parser: argparse.ArgumentParser) -> None:
-        self.parser = parser
-
-
-def _parser_of(module: str) -> argparse.ArgumentParser:
-    """The parser a script's ``main()`` builds, taken when it calls ``parse_args``."""
-
-    def capture(self: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> Any:
-        raise _Built(self)
-
-    real = argparse.ArgumentParser.parse_args
-    argparse.ArgumentParser.parse_args = capture  # type: ignore[method-assign]
+def build(name: str) -> cat.Catalog:
+    """The engine's catalog, read from its own parser."""
+    descriptor = engine(name)
     try:
-        importlib.import_module(module).main()
-    except _Built as built:
-        return built.parser
-    finally:
-        argparse.ArgumentParser.parse_args = real  # type: ignore[method-assign]
-    raise SystemExit(f"{module}.main() returned without parsing arguments")
+        own = own_parser(name)
+    except ImportError as err:
+        raise SystemExit(f"{descriptor.display}'s parser does not import here: {err}") from err
+    if descriptor.param_style == "fields":
+        from kubeinfer_runtime.engines.llama_cpp_params import common_params_flags
+
+        return cat.Catalog(name, own.source, common_params_flags(own.parser))
+    if isinstance(own.parser, argparse.ArgumentParser):
+        return cat.from_parser(name, own.source, own.parser)
+    return cat.from_click(name, own.source, own.parser)
 
 
-BUILDERS = {
-    "llama.cpp": llama_cpp,
-    "vllm": vllm,
-    "sglang": sglang,
-    "transformers": transformers,
-    "mlx": mlx,
-}
+def _overlay(name: str) -> Path:
+    """The engine's parser overlay folder; SystemExit when it is not built."""
+    found = subprocess.run(
+        ["bash", str(ROOT / "hack/parser-env.sh"), name, "--path"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PY": sys.executable},
+        check=True,
+    )
+    folder = Path(found.stdout.strip())
+    if not (folder / ".kubeinfer-complete").is_file():
+        raise SystemExit(f"the {name} parser overlay {folder} is not built: run `make parser-envs`")
+    return folder
+
+
+def run_all(check: bool) -> int:
+    """Each engine in its own python, with its overlay and environment; 1 if one failed."""
+    failed: list[str] = []
+    for descriptor in REGISTRY:
+        env = {**os.environ, **dict(descriptor.parser_env)}
+        if descriptor.parser_overlay:
+            env["PYTHONPATH"] = str(_overlay(descriptor.name))
+        shipped = DATA / cat.catalog_file(descriptor.name)
+        mode = ["--check"] if check else ["-o", str(shipped)]
+        done = subprocess.run([sys.executable, __file__, descriptor.name, *mode], env=env)
+        if done.returncode != 0:
+            failed.append(descriptor.name)
+        else:
+            what = "current" if check else f"written to {shipped.relative_to(ROOT)}"
+            print(f"param_catalog: {descriptor.name}: {what}", file=sys.stderr)
+    if failed:
+        print(f"param_catalog: failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("engine", choices=sorted(BUILDERS))
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("engine", nargs="?", choices=[e.name for e in REGISTRY])
+    target.add_argument("--all", action="store_true", help="every engine, in its own python")
     p.add_argument("-o", "--output", type=Path)
     p.add_argument("--check", action="store_true")
     args = p.parse_args()
-    text = cat.dumps(BUILDERS[args.engine]())
-    shipped = ROOT / "operator/kubeinfer/params/data" / cat.catalog_file(args.engine)
+    if args.all:
+        if args.output:
+            p.error("--all writes the shipped catalogs: no -o")
+        return run_all(args.check)
+    text = cat.dumps(build(args.engine))
+    shipped = DATA / cat.catalog_file(args.engine)
     if args.check:
         if not shipped.is_file() or shipped.read_text() != text:
             print(f"{shipped.relative_to(ROOT)} is stale: run `make catalogs`", file=sys.stderr)

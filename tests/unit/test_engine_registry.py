@@ -1,8 +1,11 @@
 """The engine registry against every place that must agree with it.
 
-Adding an engine is its module in kubeinfer/engines (registered in REGISTRY and EngineName),
-its launcher in kubeinfer_runtime/engines, its image and its tests; each test here names
-the piece that is still missing (CRD, chart values, parameter catalog, Dockerfile).
+Adding an engine is five hand-edited files: its module kubeinfer/engines/<x>.py (the
+`ENGINE` descriptor), its line in kubeinfer/engines/__init__.py (REGISTRY and EngineName),
+its launcher kubeinfer_runtime/engines/<x>.py (`command` and `own_parser`),
+images/runtime-<x>.Dockerfile, and its tests. Then `make crd catalogs` regenerates the CRD,
+the chart's runtime images and the parameter catalog; each test here names the piece that
+is still missing or stale.
 """
 
 from __future__ import annotations
@@ -10,12 +13,13 @@ from __future__ import annotations
 import importlib
 import json
 import re
-from typing import Any, get_args
+from typing import Any, get_args, get_type_hints
 
 import pytest
 import yaml
 from unit_helpers import ROOT, h100, mi300x, spec
 
+from kubeinfer import chart
 from kubeinfer.api.v1alpha1 import ModelDeploymentSpec, ModelFormat
 from kubeinfer.crd import spec_schema, status_schema
 from kubeinfer.decide import decide
@@ -24,6 +28,7 @@ from kubeinfer.nodes import GPU_RESOURCES, node_facts
 from kubeinfer.params.catalog import load
 from kubeinfer.render import ImageSettings
 from kubeinfer_runtime.engines import LAUNCHERS
+from kubeinfer_runtime.engines.flags import OwnParser
 
 NAMES = [engine.name for engine in REGISTRY]
 CHART = ROOT / "charts" / "kubeinfer"
@@ -77,6 +82,18 @@ def test_the_runtime_has_a_launcher(engine: Engine) -> None:
 
 
 @BY_ENGINE
+def test_the_launcher_names_its_own_parser(engine: Engine) -> None:
+    """`make catalogs` and the parser tests read the parser from the launcher; the parser
+    overlay (hack/parser-env.sh) is pinned packages, the engine's own first."""
+    module = importlib.import_module(f"kubeinfer_runtime.engines.{engine.launcher}")
+    own_parser = getattr(module, "own_parser", None)
+    assert own_parser is not None, f"{module.__name__} has no own_parser()"
+    assert get_type_hints(own_parser)["return"] is OwnParser
+    for package in engine.parser_overlay:
+        assert re.fullmatch(r"[A-Za-z0-9._-]+==[A-Za-z0-9.+!-]+", package), package
+
+
+@BY_ENGINE
 def test_images_exist_for_exactly_the_engines_accelerators(engine: Engine) -> None:
     images = ImageSettings()
     for accelerator in get_args(Accelerator):
@@ -94,6 +111,11 @@ def _values() -> dict[str, Any]:
 
 @BY_ENGINE
 def test_chart_values_and_schema_name_every_variant(engine: Engine) -> None:
+    region = chart.generated_region((CHART / "values.yaml").read_text())
+    lines = chart.engine_values(engine)
+    found = any(region[i : i + len(lines)] == lines for i in range(len(region)))
+    stale = f"charts/kubeinfer/values.yaml: runtimeImages.{engine.values_key} is stale"
+    assert found, f"{stale}: run `make crd`"
     runtime_images = _values()["runtimeImages"]
     assert set(runtime_images) == {e.values_key for e in REGISTRY} | {"pullPolicy", "pullSecrets"}
     assert set(runtime_images[engine.values_key]) == set(engine.accelerators)

@@ -6,9 +6,12 @@ llama.cpp, transformers. REGISTRY merges both into one order that keeps each of 
 (MLX never competes with vLLM or SGLang: they need Linux, it needs macOS), so one cluster
 with both kinds of nodes still has a single, deterministic ranking.
 
-Adding an engine: a module here (its `ENGINE` descriptor), its line in REGISTRY and
-EngineName, a launcher in kubeinfer_runtime.engines, its image; tests/unit/
-test_engine_registry.py names whatever else is missing (CRD, chart values, catalog).
+Adding an engine is five hand-edited files: its module here, engines/<x>.py (the `ENGINE`
+descriptor, with its image variants and parser overlay), its line in this file (REGISTRY and
+EngineName), its launcher kubeinfer_runtime/engines/<x>.py (`command` and `own_parser`),
+images/runtime-<x>.Dockerfile, and its tests. Then `make crd catalogs` regenerates the CRD,
+the chart's runtime images and the parameter catalog, and tests/unit/test_engine_registry.py
+names anything still missing.
 """
 
 from __future__ import annotations

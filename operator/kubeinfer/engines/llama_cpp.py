@@ -39,4 +39,5 @@ ENGINE = Engine(
     reserved_params=frozenset({"model", "model_alias", "hostnames", "port", "endpoint_metrics"}),
     param_style="fields",
     launcher="llama_cpp",
+    image_notes=(("rocm", "xllamacpp built with HIP"),),
 )

@@ -36,4 +36,6 @@ ENGINE = Engine(
     reserved_params=frozenset({"model", "host", "port"}),
     serves_metrics=False,
     launcher="mlx",
+    # mlx has Linux wheels: the CPU backend (mlx-cpu) is enough to import mlx_lm.server.
+    parser_overlay=("mlx-lm==0.32.2", "mlx==0.32.4", "mlx-cpu==0.32.4"),
 )

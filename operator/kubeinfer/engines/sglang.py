@@ -101,4 +101,15 @@ ENGINE = Engine(
     startup_seconds=3600,
     reserved_params=frozenset({"model_path", "host", "port", "served_model_name"}),
     launcher="sglang",
+    # What `import sglang.srt.server_args` needs beyond torch and transformers.
+    parser_overlay=(
+        "sglang==0.5.23",
+        "orjson==3.13.0",
+        "pybase64==1.5.1",
+        "msgspec==0.23.0",
+        "pyzmq==27.3.0",
+        "ipython==9.18.1",
+        "traitlets==5.16.1",
+        "pillow==13.0.0",
+    ),
 )

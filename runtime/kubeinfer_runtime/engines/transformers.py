@@ -9,12 +9,14 @@ where ``<model.name>`` links to the model, and is started with that name.
 
 from __future__ import annotations
 
+import importlib
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 
 from kubeinfer.runtime_config import RuntimeConfig
 
-from .flags import ParamError, to_flags
+from .flags import OwnParser, ParamError, to_flags
 
 
 def command(config: RuntimeConfig, model_path: str) -> list[str]:
@@ -41,3 +43,10 @@ def workdir(config: RuntimeConfig, model_path: Path) -> Path:
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(model_path.resolve(), target_is_directory=True)
     return root
+
+
+def own_parser() -> OwnParser:
+    """``transformers serve``: a click command of the library's CLI (huggingface_hub's)."""
+    app = importlib.import_module("transformers.cli.transformers").app
+    source = f"transformers {version('transformers')}: transformers serve (typer/click)"
+    return OwnParser(source, app.commands["serve"])

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+from importlib.metadata import version
 from typing import Any
 
 from kubeinfer.runtime_config import RuntimeConfig
 
-from .flags import ParamError, served_as, to_flags
+from .flags import OwnParser, ParamError, served_as, to_flags
 
 
 def command(config: RuntimeConfig, model_path: str) -> list[str]:
@@ -36,6 +37,14 @@ def check_with_vllm(argv: list[str]) -> None:
         errors = [line for line in stderr.getvalue().splitlines() if "error:" in line]
         why = errors[-1].split("error:", 1)[1].strip() if errors else "see vLLM's usage"
         raise ParamError(f"vLLM rejected the command line ({why}): {' '.join(argv[2:])}") from exit_
+
+
+def own_parser() -> OwnParser:
+    """vLLM's ``serve`` parser; ImportError where it does not import."""
+    parser = vllm_serve_parser()
+    if parser is None:
+        raise ImportError("vLLM's serve parser does not import here")
+    return OwnParser(f"vllm {version('vllm')}: make_arg_parser (vllm serve)", parser)
 
 
 def vllm_serve_parser() -> Any:
