@@ -827,6 +827,8 @@ def main() -> int:
                     "--rate",
                     "50",
                     "--nonblocking",
+                    # Only the thread holding the GIL: the operator's CPU, not its waits.
+                    "--gil",
                     "--output",
                     str(profile_out),
                 ],

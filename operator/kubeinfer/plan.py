@@ -81,10 +81,12 @@ class Conclusion:
 
 class Renders:
     """The last plan of each ModelDeployment before its children are compared, reused while
-    what it came from is the same (the object's resourceVersion, the node classes, the
-    engine kept): a refresh for a child's event parses, decides and renders nothing again
-    (the render's template hash alone, a JSON dump and a SHA-256 of the whole template, was
-    a sixth of the operator's CPU). One entry per ModelDeployment."""
+    what it came from is the same (the object's uid, generation, labels and annotations, the
+    node classes, the engine kept): a refresh for a child's event parses, decides and renders
+    nothing again (the render's template hash alone, a JSON dump and a SHA-256 of the whole
+    template, was a sixth of the operator's CPU). Not the resourceVersion: the operator's own
+    status writes change it, and nothing rendered reads the status. One entry per
+    ModelDeployment."""
 
     def __init__(self) -> None:
         self._last: dict[tuple[str, str], tuple[tuple[Any, ...], Plan]] = {}
@@ -112,20 +114,24 @@ def plan(
     otherwise only those missing or drifted."""
     meta = observed.body.get("metadata") or {}
     previous = observed.previous
-    key, version = (
+    key, generation = (
         (str(meta.get("namespace") or ""), str(meta.get("name"))),
-        meta.get("resourceVersion"),
+        meta.get("generation"),
     )
     source = (
-        version,
+        meta.get("uid"),
+        generation,
+        _items(meta.get("labels")),
+        _items(meta.get("annotations")),
         observed.classes,
         previous.engine if previous else None,
         previous.decided_for if previous else None,
     )
-    rendered = renders.get(key, source) if renders is not None and version else None
+    # Without a generation (a manifest, not an API object) nothing tells two versions apart.
+    rendered = renders.get(key, source) if renders is not None and generation else None
     if rendered is None:
         rendered = _render(observed, images)
-        if renders is not None and version:
+        if renders is not None and generation:
             renders.put(key, source, rendered)
     if rendered.md is None or rendered.decision is None or not rendered.steps:
         return rendered  # refused, or no engine: nothing to compare
@@ -136,6 +142,10 @@ def plan(
         for step in rendered.steps
     )
     return replace(rendered, steps=steps)
+
+
+def _items(mapping: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((mapping or {}).items()))
 
 
 def _render(observed: Observed, images: ImageSettings) -> Plan:

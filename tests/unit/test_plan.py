@@ -286,7 +286,7 @@ def test_a_rendering_is_reused_while_its_sources_are_the_same() -> None:
 
     renders = Renders()
     body = gguf_body()
-    body["metadata"]["resourceVersion"] = "1"
+    body["metadata"] |= {"resourceVersion": "1", "generation": 1}
     first = plan(Observed(body, None, cpu_classes()), IMAGES, apply_always=False, renders=renders)
     assert [s.action for s in first.steps] == [Action.CREATE, Action.CREATE]
 
@@ -302,8 +302,25 @@ def test_a_rendering_is_reused_while_its_sources_are_the_same() -> None:
     # cpu_classes() built anew: equal classes, the same rendering.
     assert again.steps[-1].obj is first.steps[-1].obj
 
+    # The operator's own status write: a new resourceVersion, nothing rendered changed.
+    written = copy.deepcopy(body)
+    written["metadata"]["resourceVersion"] = "2"
+    written["status"] = {"engine": "llama.cpp", "readyReplicas": 1}
+    after_status = plan(
+        Observed(written, None, classes), IMAGES, apply_always=False, renders=renders
+    )
+    assert after_status.steps[-1].obj is first.steps[-1].obj
+
+    # A label is copied nowhere today, but it is the object's metadata: rendered anew.
+    labelled = copy.deepcopy(body)
+    labelled["metadata"]["labels"] = {"team": "a"}
+    relabelled = plan(
+        Observed(labelled, None, classes), IMAGES, apply_always=False, renders=renders
+    )
+    assert relabelled.steps[-1].obj is not first.steps[-1].obj
+
     newer = copy.deepcopy(body)
-    newer["metadata"]["resourceVersion"] = "2"
+    newer["metadata"] |= {"resourceVersion": "3", "generation": 2}
     newer["spec"]["replicas"] = 3
     changed = plan(Observed(newer, None, classes), IMAGES, apply_always=False, renders=renders)
     assert changed.steps[-1].obj["spec"]["replicas"] == 3
