@@ -11,6 +11,7 @@ from __future__ import annotations
 import platform
 from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import PackageNotFoundError, version
+from typing import NamedTuple
 
 from prometheus_client import (
     CollectorRegistry,
@@ -65,6 +66,9 @@ class ConditionsCollector(Collector):
 
     def __init__(self, statuses: Callable[[], Iterable[tuple[Key, ModelDeploymentStatus]]]):
         self._statuses = statuses
+        # Each object's samples, kept while its status is the same object (the operator
+        # replaces a status when it writes one): a scrape of a quiet fleet builds nothing.
+        self._built: dict[Key, tuple[ModelDeploymentStatus, _Samples]] = {}
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         counts = GaugeMetricFamily(
@@ -72,43 +76,74 @@ class ConditionsCollector(Collector):
             "ModelDeployments by condition and status.",
             labels=["condition", "status"],
         )
-        per_object = GaugeMetricFamily(
+        families = _families()
+        totals: dict[tuple[str, str], int] = {}
+        built: dict[Key, tuple[ModelDeploymentStatus, _Samples]] = {}
+        for key, status in sorted(self._statuses(), key=lambda item: item[0]):
+            for condition in status.conditions:
+                pair = (condition.type, condition.status)
+                totals[pair] = totals.get(pair, 0) + 1
+            found = self._built.get(key)
+            if found is None or found[0] is not status:
+                found = (status, _object_samples(key, status))
+            built[key] = found
+            for family, samples in zip(families, found[1], strict=True):
+                family.samples.extend(samples.samples)
+        self._built = built  # objects gone since the last scrape drop out
+        for (type_, current), count in sorted(totals.items()):
+            counts.add_metric([type_, current], count)
+        yield from (counts, *families)
+
+
+class _Samples(NamedTuple):
+    """One family each: conditions, reasons, replicas, ready replicas."""
+
+    conditions: GaugeMetricFamily
+    reasons: GaugeMetricFamily
+    replicas: GaugeMetricFamily
+    ready: GaugeMetricFamily
+
+
+def _families() -> _Samples:
+    return _Samples(
+        GaugeMetricFamily(
             "kubeinfer_modeldeployment_status_condition",
             "The current status of each ModelDeployment condition (1), the others 0.",
             labels=["namespace", "name", "engine", "condition", "status"],
-        )
-        reasons = GaugeMetricFamily(
+        ),
+        GaugeMetricFamily(
             "kubeinfer_modeldeployment_status_reason",
             "The reason of each ModelDeployment condition (always 1).",
             labels=["namespace", "name", "condition", "reason"],
-        )
-        replicas = GaugeMetricFamily(
+        ),
+        GaugeMetricFamily(
             "kubeinfer_modeldeployment_replicas",
             "Replicas of the ModelDeployment's Deployment.",
             labels=["namespace", "name"],
-        )
-        ready = GaugeMetricFamily(
+        ),
+        GaugeMetricFamily(
             "kubeinfer_modeldeployment_ready_replicas",
             "Ready replicas of the ModelDeployment's Deployment.",
             labels=["namespace", "name"],
-        )
-        totals: dict[tuple[str, str], int] = {}
-        for (namespace, name), status in sorted(self._statuses(), key=lambda item: item[0]):
-            engine = status.engine or ""
-            for condition in status.conditions:
-                key = (condition.type, condition.status)
-                totals[key] = totals.get(key, 0) + 1
-                for value in STATUSES:
-                    per_object.add_metric(
-                        [namespace, name, engine, condition.type, value],
-                        1 if value == condition.status else 0,
-                    )
-                reasons.add_metric([namespace, name, condition.type, condition.reason], 1)
-            replicas.add_metric([namespace, name], status.replicas)
-            ready.add_metric([namespace, name], status.ready_replicas)
-        for (type_, current), count in sorted(totals.items()):
-            counts.add_metric([type_, current], count)
-        yield from (counts, per_object, reasons, replicas, ready)
+        ),
+    )
+
+
+def _object_samples(key: Key, status: ModelDeploymentStatus) -> _Samples:
+    """One ModelDeployment's samples."""
+    namespace, name = key
+    own = _families()
+    engine = status.engine or ""
+    for condition in status.conditions:
+        for value in STATUSES:
+            own.conditions.add_metric(
+                [namespace, name, engine, condition.type, value],
+                1 if value == condition.status else 0,
+            )
+        own.reasons.add_metric([namespace, name, condition.type, condition.reason], 1)
+    own.replicas.add_metric([namespace, name], status.replicas)
+    own.ready.add_metric([namespace, name], status.ready_replicas)
+    return own
 
 
 class NodesCollector(Collector):

@@ -79,6 +79,10 @@ class Conclusion:
     result: Result
 
 
+# The engine of the last status and the spec fingerprint it was chosen for.
+Kept = tuple[str | None, str | None]
+
+
 class Renders:
     """The last plan of each ModelDeployment before its children are compared, reused while
     what it came from is the same (the object's uid, generation, labels and annotations, the
@@ -89,17 +93,44 @@ class Renders:
     ModelDeployment."""
 
     def __init__(self) -> None:
-        self._last: dict[tuple[str, str], tuple[tuple[Any, ...], Plan]] = {}
+        self._last: dict[tuple[str, str], tuple[tuple[Any, ...], Kept, Plan]] = {}
+        # Per ModelDeployment, the live children last found in line with its rendering: a
+        # child whose content is equal again (C-level ==) needs no field-by-field walk.
+        self._in_line: dict[tuple[str, str], dict[str, ChildState]] = {}
 
-    def get(self, key: tuple[str, str], source: tuple[Any, ...]) -> Plan | None:
+    def get(self, key: tuple[str, str], source: tuple[Any, ...], kept: Kept) -> Plan | None:
         found = self._last.get(key)
-        return found[1] if found is not None and found[0] == source else None
+        if found is None or found[0] != source:
+            return None
+        _, was_kept, planned = found
+        # The status the plan itself wrote names the engine it chose: keeping that engine
+        # decides the same (a kept engine that is also the first choice changes nothing).
+        chose = (planned.decision.engine if planned.decision else None, planned.decided_for)
+        return planned if kept in (was_kept, chose) else None
 
-    def put(self, key: tuple[str, str], source: tuple[Any, ...], planned: Plan) -> None:
-        self._last[key] = (source, planned)
+    def put(self, key: tuple[str, str], source: tuple[Any, ...], kept: Kept, planned: Plan) -> None:
+        self._last[key] = (source, kept, planned)
+        self._in_line.pop(key, None)
 
     def forget(self, key: tuple[str, str]) -> None:
         self._last.pop(key, None)
+        self._in_line.pop(key, None)
+
+    def step(
+        self, key: tuple[str, str], desired: Mapping[str, Any], state: ChildState | None, owner: str
+    ) -> Step:
+        """plan_child for a refresh that applies no new spec, remembering a child found in
+        line so that the same content next time is a comparison, not a walk."""
+        known = self._in_line.setdefault(key, {})
+        kind = desired["kind"]
+        if state is not None and _same_child(known.get(kind), state):
+            return Step(Action.NONE, desired, state, "")
+        planned = plan_child(desired, state, owner, changed_spec=False)
+        if planned.action is Action.NONE and state is not None:
+            known[kind] = state
+        else:
+            known.pop(kind, None)
+        return planned
 
 
 def plan(
@@ -124,24 +155,48 @@ def plan(
         _items(meta.get("labels")),
         _items(meta.get("annotations")),
         observed.classes,
-        previous.engine if previous else None,
-        previous.decided_for if previous else None,
     )
+    kept = (previous.engine, previous.decided_for) if previous else (None, None)
     # Without a generation (a manifest, not an API object) nothing tells two versions apart.
-    rendered = renders.get(key, source) if renders is not None and generation else None
+    rendered = renders.get(key, source, kept) if renders is not None and generation else None
     if rendered is None:
         rendered = _render(observed, images)
         if renders is not None and generation:
-            renders.put(key, source, rendered)
+            renders.put(key, source, kept, rendered)
     if rendered.md is None or rendered.decision is None or not rendered.steps:
         return rendered  # refused, or no engine: nothing to compare
     live = observed.live or {}
     owner = rendered.md.metadata.uid or ""
-    steps = tuple(
-        plan_child(step.obj, live.get(step.obj["kind"]), owner, changed_spec=apply_always)
-        for step in rendered.steps
-    )
+    if renders is not None and generation and not apply_always:
+        steps = tuple(
+            renders.step(key, step.obj, live.get(step.obj["kind"]), owner)
+            for step in rendered.steps
+        )
+    else:
+        steps = tuple(
+            plan_child(step.obj, live.get(step.obj["kind"]), owner, changed_spec=apply_always)
+            for step in rendered.steps
+        )
     return replace(rendered, steps=steps)
+
+
+def _same_child(known: ChildState | None, state: ChildState) -> bool:
+    """The same child with the same content, whatever its resourceVersion (a status write)."""
+    return known is not None and (
+        known.uid,
+        known.controller_uid,
+        known.foreign_managers,
+        known.created,
+        known.labels,
+        known.content,
+    ) == (
+        state.uid,
+        state.controller_uid,
+        state.foreign_managers,
+        state.created,
+        state.labels,
+        state.content,
+    )
 
 
 def _items(mapping: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:

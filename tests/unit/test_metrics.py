@@ -65,6 +65,37 @@ def test_conditions_per_model_deployment_like_kube_state_metrics() -> None:
     assert samples[total] == 2
 
 
+def test_a_scrape_shows_each_status_as_last_written_and_drops_deleted_objects() -> None:
+    md = model_deployment()
+    running = desired_status(md, None, decision_for(md), HASH, rolled_out(), [pod()], now=NOW)
+    failing = desired_status(
+        md, None, decision_for(md), HASH, rolled_out(), [pod(failure="OOMKilled")], now=NOW
+    )
+    current = {("models", "qwen"): running, ("b", "x"): running}
+    registry = CollectorRegistry()
+    registry.register(metrics.ConditionsCollector(lambda: list(current.items())))
+    degraded = (
+        "kubeinfer_modeldeployment_status_condition",
+        tuple(
+            sorted(
+                {
+                    "namespace": "b",
+                    "name": "x",
+                    "engine": "llama.cpp",
+                    "condition": "Degraded",
+                    "status": "True",
+                }.items()
+            )
+        ),
+    )
+    assert scrape(registry)[degraded] == 0
+    current[("b", "x")] = failing  # a status written since the last scrape
+    assert scrape(registry)[degraded] == 1
+    assert scrape(registry)[degraded] == 1  # and again, unchanged
+    del current[("b", "x")]  # deleted
+    assert not [key for key in scrape(registry) if ("name", "x") in key[1]]
+
+
 def test_process_and_build_info(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     registry = CollectorRegistry()
     monkeypatch.setattr(metrics, "REGISTRY", registry)

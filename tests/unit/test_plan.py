@@ -10,7 +10,7 @@ import pytest
 from unit_helpers import EXAMPLES, load_yaml_documents, make_node
 
 from kubeinfer import conditions as cond
-from kubeinfer.api.v1alpha1 import Condition
+from kubeinfer.api.v1alpha1 import Condition, ModelDeploymentStatus
 from kubeinfer.drift import Action, child_state
 from kubeinfer.nodes import NodeClass, node_classes, node_facts
 from kubeinfer.plan import Conclusion, Observed, Plan, conclude, plan
@@ -302,14 +302,21 @@ def test_a_rendering_is_reused_while_its_sources_are_the_same() -> None:
     # cpu_classes() built anew: equal classes, the same rendering.
     assert again.steps[-1].obj is first.steps[-1].obj
 
-    # The operator's own status write: a new resourceVersion, nothing rendered changed.
+    # The operator's own status write: a new resourceVersion, and the engine the plan chose
+    # now kept by the status; nothing rendered changed.
     written = copy.deepcopy(body)
     written["metadata"]["resourceVersion"] = "2"
-    written["status"] = {"engine": "llama.cpp", "readyReplicas": 1}
+    assert first.decision is not None and first.decision.engine == "llama.cpp"
+    own = ModelDeploymentStatus(engine="llama.cpp", decidedFor=first.decided_for)
     after_status = plan(
-        Observed(written, None, classes), IMAGES, apply_always=False, renders=renders
+        Observed(written, own, classes), IMAGES, apply_always=False, renders=renders
     )
     assert after_status.steps[-1].obj is first.steps[-1].obj
+    # Another engine in the status for this spec (kept from before the nodes changed): the
+    # decision is made again (here transformers cannot load GGUF, so llama.cpp again).
+    other = own.model_copy(update={"engine": "transformers"})
+    kept = plan(Observed(written, other, classes), IMAGES, apply_always=False, renders=renders)
+    assert kept.steps[-1].obj is not first.steps[-1].obj
 
     # A label is copied nowhere today, but it is the object's metadata: rendered anew.
     labelled = copy.deepcopy(body)
@@ -324,3 +331,40 @@ def test_a_rendering_is_reused_while_its_sources_are_the_same() -> None:
     newer["spec"]["replicas"] = 3
     changed = plan(Observed(newer, None, classes), IMAGES, apply_always=False, renders=renders)
     assert changed.steps[-1].obj["spec"]["replicas"] == 3
+
+
+def test_a_child_found_in_line_is_compared_again_whole_not_walked() -> None:
+    from dataclasses import replace
+
+    from kubeinfer.plan import Renders
+
+    renders = Renders()
+    body = gguf_body()
+    body["metadata"] |= {"resourceVersion": "1", "generation": 1}
+    first = plan(Observed(body, None, cpu_classes()), IMAGES, apply_always=False, renders=renders)
+    live = live_children(first)
+    classes = cpu_classes()
+
+    def planned(children: dict[str, Any]) -> list[tuple[Action, str]]:
+        got = plan(
+            Observed(body, None, classes, live=children),
+            IMAGES,
+            apply_always=False,
+            renders=renders,
+        )
+        return [(s.action, s.why) for s in got.steps]
+
+    assert planned(live) == [(Action.NONE, ""), (Action.NONE, "")]
+    # A status write: a new resourceVersion, the same content: still in line.
+    ticked = {k: replace(s, resource_version="2") for k, s in live.items()}
+    assert planned(ticked) == [(Action.NONE, ""), (Action.NONE, "")]
+    # A hand edit is found, however often the same content was seen before.
+    deployment = ticked["Deployment"]
+    edited_content = copy.deepcopy(dict(deployment.content))
+    edited_content["spec"]["replicas"] = 7
+    edited = ticked | {"Deployment": replace(deployment, content=edited_content)}
+    actions = planned(edited)
+    assert actions[0] == (Action.NONE, "")
+    assert actions[1][0] is not Action.NONE and "spec.replicas" in actions[1][1]
+    # Put back: in line again.
+    assert planned(ticked) == [(Action.NONE, ""), (Action.NONE, "")]
