@@ -63,15 +63,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Views:
-    """kopf's indexes of the ModelDeployments. They are live views (kopf updates them in
-    place), so one set serves every handler."""
+    """kopf's index of the ModelDeployments. It is a live view (kopf updates it in place), so
+    one serves every handler."""
 
     mds: kopf.Index[Key, dict[str, Any]]
-    waiting: kopf.Index[str, Key]
 
     @classmethod
     def of(cls, indexes: Mapping[str, Any]) -> Views:
-        return cls(mds=indexes["md_index"], waiting=indexes["waiting_index"])
+        return cls(mds=indexes["md_index"])
 
 
 def first(index: kopf.Index[K, V], key: K) -> V | None:
@@ -96,6 +95,8 @@ class Controller:
     settled: dict[Key, tuple[Any, ...]] = field(default_factory=dict)
     renders: Renders = field(default_factory=Renders)  # each one's last rendering
     node_facts: dict[str, NodeFacts | None] = field(default_factory=dict)
+    # ModelDeployments decided without an engine: node changes make them try again.
+    waiting: set[Key] = field(default_factory=set)
     # Grouped once per change of the nodes, not once per reconcile.
     node_classes: tuple[NodeClass, ...] | None = None
     nodes_dirty: bool = False  # nodes changed since waiting ModelDeployments last looked
@@ -173,7 +174,7 @@ class Controller:
         # Nodes come in bursts (start-up lists them all, a scale-up adds many): one pass
         # over the waiting ModelDeployments per burst, not one per node.
         if self.views is not None and (self.node_pass is None or self.node_pass.done()):
-            self.node_pass = asyncio.create_task(_reevaluate_waiting(self, self.views))
+            self.node_pass = asyncio.create_task(_reevaluate_waiting(self))
 
     def classes(self) -> tuple[NodeClass, ...]:
         if self.node_classes is None:
@@ -191,6 +192,7 @@ class Controller:
         self.settled.pop(key, None)
         self.renders.forget(key)
         self.statuses.pop(key, None)
+        self.waiting.discard(key)
         self.use_cache(key, None)
         self.locks.pop(key, None)
         self.queue.forget(key)
@@ -343,22 +345,20 @@ async def stop_informers(memo: kopf.Memo, **_: Any) -> None:
 async def md_index(
     namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo, **indexes: Any
 ) -> dict[Key, dict[str, Any]]:
+    """The ModelDeployments as reconciles read them; also files which model cache each uses
+    and whether it waits for an engine (one index: each costs kopf a handler call an event)."""
     ctl: Controller = memo.controller
     ctl.seen(indexes)
     key = (namespace or "", name)
     ctl.use_cache(key, cache_name_of(body.get("spec") or {}))
+    # One with no status yet is left to its own first reconcile (a burst of new nodes must
+    # not reconcile every new ModelDeployment ahead of it).
+    status = body.get("status") or {}
+    if status.get("observedGeneration") is not None and not status.get("engine"):
+        ctl.waiting.add(key)
+    else:
+        ctl.waiting.discard(key)
     return {key: _snapshot(body)}
-
-
-@kopf.index(*MD)
-async def waiting_index(
-    namespace: str | None, name: str, status: kopf.Status, **_: Any
-) -> dict[str, Key]:
-    """ModelDeployments decided without an engine: node changes make them try again. One
-    with no status yet is left to its own create handler (a burst of new nodes must not
-    reconcile every new ModelDeployment ahead of it)."""
-    waiting = status.get("observedGeneration") is not None and not status.get("engine")
-    return {"waiting": (namespace or "", name)} if waiting else {}
 
 
 @kopf.on.event(*MD)
@@ -377,13 +377,13 @@ async def on_model_deployment(
         ctl.queue.queue(key, "spec", settle=0)
 
 
-async def _reevaluate_waiting(ctl: Controller, views: Views) -> None:
+async def _reevaluate_waiting(ctl: Controller) -> None:
     """Refreshes the waiting ModelDeployments until no node has changed since the last pass
-    (the indexes are live views, so a pass sees every node that arrived before it)."""
+    (the node facts are current, so a pass sees every node that arrived before it)."""
     while ctl.nodes_dirty:
         await asyncio.sleep(NODE_SETTLE_SECONDS)
         ctl.nodes_dirty = False
-        for key in sorted(set(views.waiting.get("waiting", ()))):
+        for key in sorted(ctl.waiting):
             ctl.queue.queue(key, "nodes", settle=0)
 
 
