@@ -15,6 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from kubeinfer.api.v1alpha1 import ModelDeployment
+from kubeinfer.engines import REGISTRY
 
 pytestmark = pytest.mark.cluster
 
@@ -49,11 +50,13 @@ CASES: list[tuple[str, Any, str]] = [
     ],
     # model.format / engine
     *[_case("spec.model.format", v, "spec.model.format") for v in ("onnx", "GGUF", "", 1)],
-    *[_case("spec.engine", v, "spec.engine") for v in ("tgi", "VLLM", "", "llamacpp")],
-    _case("spec.engine", "mlx", "spec.engine mlx needs spec.model.format"),
-    _case("spec.engine", "vllm", "spec.engine vllm needs spec.model.format"),
-    _case("spec.engine", "sglang", "spec.engine sglang needs spec.model.format"),
-    _case("spec.engine", "transformers", "spec.engine transformers needs spec.model.format"),
+    *[_case("spec.engine", v, "spec.engine") for v in ("no-such-engine", "VLLM", "", "llamacpp")],
+    # every engine that cannot load BASE's gguf
+    *[
+        _case("spec.engine", e.name, f"spec.engine {e.name} needs spec.model.format")
+        for e in REGISTRY
+        if "gguf" not in e.formats
+    ],
     # model strings: required, bounded
     *[_case("spec.model.name", v, "spec.model.name") for v in ("", "n" * 254, None)],
     _case("spec.model.family", "f" * 254, "spec.model.family"),

@@ -38,7 +38,7 @@ def test_mlx_engine_needs_mlx_format() -> None:
     ("bad", "field"),
     [
         (spec(format="onnx"), "model.format"),
-        (spec(spec_engine="tgi"), "engine"),
+        (spec(spec_engine="no-such-engine"), "engine"),
         (spec(spec_replicas=-1), "replicas"),
         (spec(spec_resources={"gpus": -1}), "resources.gpus"),
         (spec(spec_engineParams={"1": "x"}), "engineParams"),

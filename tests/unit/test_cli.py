@@ -14,6 +14,7 @@ from kubeinfer.api.v1alpha1 import ModelDeployment
 from kubeinfer.cli import EXIT_NO_ENGINE, EXIT_UNREACHABLE, main
 from kubeinfer.crd import crd_yaml
 from kubeinfer.decide import decide
+from kubeinfer.engines import REGISTRY
 from kubeinfer.nodes import node_facts
 from kubeinfer.render import ImageSettings, children
 from kubeinfer.render.children import RUNTIME_CONFIG_ANNOTATION
@@ -30,13 +31,7 @@ def test_explain_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert out["engine"] == "vllm"
     assert out["reason"]
     assert out["placement"]["gpusPerReplica"] == 8
-    assert [c["engine"] for c in out["candidates"]] == [
-        "vllm",
-        "sglang",
-        "mlx",
-        "llama.cpp",
-        "transformers",
-    ]
+    assert [c["engine"] for c in out["candidates"]] == [e.name for e in REGISTRY]
     assert set(out["candidates"][0]) == {"engine", "matched", "reason"}
     assert out["endpoint"] == "http://llama-70b.default.svc:8000/v1"
 

@@ -10,6 +10,7 @@ from unit_helpers import cpu, h100, l4, mac, make_node, mi300x, spec
 
 from kubeinfer.api.v1alpha1 import ModelDeploymentSpec
 from kubeinfer.decide import Decision, decide
+from kubeinfer.engines import REGISTRY
 from kubeinfer.nodes import node_facts
 
 CLUSTER = [h100("h100-0"), h100("h100-1"), l4("l4-0"), l4("l4-1"), mi300x(), cpu("cpu-0")]
@@ -22,13 +23,7 @@ def run(spec_dict: dict[str, Any], nodes: list[dict[str, Any]], **kw: Any) -> De
 
 def test_every_engine_is_in_the_trace_in_preference_order() -> None:
     decision = run(spec(sizeInBillions=7), CLUSTER)
-    assert [c.engine for c in decision.candidates] == [
-        "vllm",
-        "sglang",
-        "mlx",
-        "llama.cpp",
-        "transformers",
-    ]
+    assert [c.engine for c in decision.candidates] == [e.name for e in REGISTRY]
     assert all(c.reason for c in decision.candidates)
 
 
@@ -192,9 +187,12 @@ def test_forced_engine_that_cannot_run_gives_no_engine_and_the_reason(
 
 
 def test_no_nodes_at_all() -> None:
-    decision = run(spec(), [])
+    model = spec()
+    decision = run(model, [])
     assert decision.engine is None
-    model_rules_hold = {"vllm", "sglang", "transformers"}
+    parsed = ModelDeploymentSpec.model_validate(model).model
+    model_rules_hold = {e.name for e in REGISTRY if e.check_model(parsed, False).ok}
+    assert {"vllm", "sglang", "transformers"} <= model_rules_hold < {e.name for e in REGISTRY}
     for candidate in decision.candidates:
         assert ("no nodes" in candidate.reason) is (candidate.engine in model_rules_hold)
 

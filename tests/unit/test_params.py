@@ -13,6 +13,7 @@ import yaml
 from unit_helpers import EXAMPLES, load_yaml_documents, make_node
 
 from kubeinfer.cli import EXIT_INVALID, main
+from kubeinfer.engines import REGISTRY
 from kubeinfer.nodes import node_classes, node_facts
 from kubeinfer.params.catalog import Catalog, Flag, load
 from kubeinfer.params.check import problems
@@ -79,9 +80,9 @@ def test_a_switch_on_by_default_needs_an_off_switch() -> None:
 
 
 def test_every_engine_has_a_catalog_from_its_parser() -> None:
-    for engine in ("llama.cpp", "vllm", "sglang", "transformers", "mlx"):
-        catalog = load(engine)
-        assert catalog is not None and catalog.flags, engine
+    for engine in REGISTRY:
+        catalog = load(engine.name)
+        assert catalog and catalog.flags, f"no catalog for {engine.name}: run `make catalogs`"
     sglang = load("sglang")
     assert sglang and sglang.get("tensor_parallel_size") == sglang.get("tp_size")
 
