@@ -41,7 +41,10 @@ def find(engine: str) -> Path | str:
 
 
 def require(engine: str) -> dict[str, str]:
-    """Environment for a subprocess of this python with the engine's parser, or skip."""
+    """Environment for a subprocess of this python with the engine's parser, or skip.
+    An engine whose descriptor names no overlay has its parser in this venv."""
+    if not descriptor(engine).parser_overlay:
+        return {**os.environ, **dict(descriptor(engine).parser_env)}
     found = find(engine)
     if isinstance(found, str):
         pytest.skip(found)

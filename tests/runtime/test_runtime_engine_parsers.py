@@ -1,8 +1,10 @@
 """The runtime's command lines, parsed by each engine's own parser; the catalogs are fresh.
 
-SGLang, vLLM and mlx_lm run in their parser overlays (``tests/parser_env.py``), transformers
-in this venv. Every catalog flag is given once (booleans both ways, lists, choices, the
-tensor-parallel size the operator adds), so a flag the runtime writes wrong fails here.
+Every engine of the registry is here: each flag-style engine's parser runs in its parser
+overlay (``tests/parser_env.py``; in this venv where the descriptor names none), and every
+catalog flag is given once (booleans both ways, lists, choices, the tensor-parallel size the
+operator adds), so a flag the runtime writes wrong fails here; every catalog, flags or
+fields (llama.cpp), must be what ``make catalogs`` writes today.
 """
 
 from __future__ import annotations
@@ -17,17 +19,21 @@ from typing import Any
 import parser_env
 import pytest
 
+from kubeinfer.engines import REGISTRY
 from kubeinfer.engines import engine as descriptor
 from kubeinfer.params.catalog import Flag, catalog_file, load
 
-ENGINES = ["sglang", "vllm", "mlx", "transformers"]
+FLAG_ENGINES = [e.name for e in REGISTRY if e.param_style == "flags"]
+FIELD_ENGINES = [e.name for e in REGISTRY if e.param_style == "fields"]
 ROOT = Path(__file__).resolve().parents[2]
 HACK = ROOT / "hack" / "param_catalog.py"
+MODEL_PATH, MODEL_NAME = "/m", "tiny"
 
 # Run in the overlay: build each command with the runtime, parse it with the engine's own
-# parser, and generate the catalog afresh (one import of the engine for all of it).
+# parser (argparse, or a click command), and generate the catalog afresh (one import of the
+# engine for all of it).
 PARSE = """
-import contextlib, importlib.util, io, json, sys
+import argparse, contextlib, importlib.util, io, json, sys
 spec = importlib.util.spec_from_file_location("param_catalog", sys.argv[1])
 hack = importlib.util.module_from_spec(spec); spec.loader.exec_module(hack)
 from kubeinfer.params.catalog import dumps
@@ -35,29 +41,40 @@ from kubeinfer.runtime_config import RuntimeConfig
 from kubeinfer_runtime.engines import LAUNCHERS
 from kubeinfer_runtime.engines.flags import ParamError
 
-engine = sys.argv[2]
+engine, model_path, model_name = sys.argv[2], sys.argv[4], sys.argv[5]
 parser = hack.parser(engine)
-skip = {"sglang": 3, "vllm": 2, "mlx": 1, "transformers": 2}[engine]  # the program's words
+if isinstance(parser, argparse.ArgumentParser):
+    options = set(parser._option_string_actions)
+    parse = lambda flags: vars(parser.parse_args(flags))
+else:  # a click command
+    options = {o for p in parser.params if p.param_type_name == "option" for o in p.opts}
+    parse = lambda flags: parser.make_context(parser.name or engine, flags).params
+
+def program_words(argv):
+    # The words that start the program (`vllm serve`, `python -m sglang.launch_server`):
+    # those before the first one its parser reads, one of its options or the model.
+    for i, word in enumerate(argv):
+        if word.split("=", 1)[0] in options or word in (model_path, model_name):
+            return i
+    return len(argv)
+
 out = []
 for params in json.loads(sys.argv[3]):
-    doc = {"engine": engine, "model": {"name": "tiny", "uri": "/m"}, "params": params}
+    doc = {"engine": engine, "model": {"name": model_name, "uri": model_path}, "params": params}
     try:
-        argv = LAUNCHERS[engine].command(RuntimeConfig.model_validate(doc), "/m")
+        argv = LAUNCHERS[engine].command(RuntimeConfig.model_validate(doc), model_path)
     except ParamError as err:
         out.append({"refused": str(err)})
         continue
-    flags = argv[skip:]
+    words = program_words(argv)
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            if engine == "transformers":
-                ns = parser.make_context("serve", list(flags)).params
-            else:
-                ns = vars(parser.parse_args(flags))
+            ns = parse(argv[words:])
     except SystemExit:
-        out.append({"rejected": err.getvalue().strip().splitlines()[-1]})
+        out.append({"program": argv[:words], "rejected": err.getvalue().strip().splitlines()[-1]})
         continue
-    out.append({"parsed": {k: str(v) for k, v in ns.items()}})
+    out.append({"program": argv[:words], "parsed": {k: str(v) for k, v in ns.items()}})
 print(json.dumps({"results": out, "catalog": dumps(hack.build(engine))}))
 """
 
@@ -91,19 +108,19 @@ def sample(flag: Flag, on: bool) -> object:
 
 def every_flag(engine: str, on: bool) -> dict[str, object]:
     catalog = load(engine)
-    assert catalog is not None
+    assert catalog is not None, f"no catalog for {engine}: run `make catalogs`"
     skipped = descriptor(engine).reserved_params | SKIP.get(engine, set())
     return {f.keys[0]: sample(f, on) for f in catalog.flags if f.dest not in skipped}
 
 
 @functools.cache
 def run_parser(engine: str) -> dict[str, Any]:
-    env = None if engine == "transformers" else parser_env.require(engine)
+    env = parser_env.require(engine)
     cases = [every_flag(engine, True), every_flag(engine, False)]
     if engine == "sglang":
         cases += SGLANG_CASES
     done = subprocess.run(
-        [sys.executable, "-c", PARSE, str(HACK), engine, json.dumps(cases)],
+        [sys.executable, "-c", PARSE, str(HACK), engine, json.dumps(cases), MODEL_PATH, MODEL_NAME],
         capture_output=True,
         text=True,
         env=env,
@@ -124,21 +141,41 @@ def test_sglang_parses_the_issues_command_lines() -> None:
     assert second["parsed"]["trust_remote_code"] == "False"
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", FLAG_ENGINES)
 def test_every_catalog_flag_parses_both_ways(engine: str) -> None:
     on, off = run_parser(engine)["results"][:2]
     assert "parsed" in on, str(on)[:3000]
     assert "parsed" in off, str(off)[:3000]
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+def test_the_program_words_are_not_given_to_the_parser() -> None:
+    """What the parse above leaves out of each command line (read from the parser's options,
+    not listed per engine), for the engines it is known for."""
+    known = {
+        "vllm": ["vllm", "serve"],
+        "sglang": [sys.executable, "-m", "sglang.launch_server"],
+        "mlx": ["mlx_lm.server"],
+        "transformers": ["transformers", "serve"],
+    }
+    for engine, program in known.items():
+        assert run_parser(engine)["results"][0]["program"] == program, engine
+
+
+@pytest.mark.parametrize("engine", FLAG_ENGINES)
 def test_catalog_is_fresh(engine: str) -> None:
     shipped = ROOT / "operator/kubeinfer/params/data" / catalog_file(engine)
-    assert run_parser(engine)["catalog"] == shipped.read_text(), "stale: run `make catalogs`"
+    name = shipped.relative_to(ROOT)
+    assert shipped.is_file(), f"{name} is missing: run `make catalogs`"
+    fresh = run_parser(engine)["catalog"]
+    assert fresh == shipped.read_text(), f"{name} is stale: run `make catalogs`"
 
 
-def test_llama_cpp_catalog_is_fresh() -> None:
+@pytest.mark.parametrize("engine", FIELD_ENGINES)
+def test_fields_catalog_is_fresh(engine: str) -> None:
     done = subprocess.run(
-        [sys.executable, str(HACK), "llama.cpp", "--check"], capture_output=True, text=True
+        [sys.executable, str(HACK), engine, "--check"],
+        capture_output=True,
+        text=True,
+        env=parser_env.require(engine),
     )
     assert done.returncode == 0, done.stderr
