@@ -1,11 +1,19 @@
 """The engine registry against every place that must agree with it.
 
-Adding an engine is five hand-edited files: its module kubeinfer/engines/<x>.py (the
-`ENGINE` descriptor), its line in kubeinfer/engines/__init__.py (REGISTRY and EngineName),
-its launcher kubeinfer_runtime/engines/<x>.py (`command` and `own_parser`),
-images/runtime-<x>.Dockerfile, and its tests. Then `make crd catalogs` regenerates the CRD,
-the chart's runtime images and the parameter catalog; each test here names the piece that
-is still missing or stale.
+Adding an engine is five hand-edited pieces:
+- its module kubeinfer/engines/<x>.py: the `ENGINE` descriptor, with its image variants and
+  parser overlay;
+- its line in kubeinfer/engines/__init__.py (REGISTRY and EngineName), and its name in the
+  prose that lists every engine: README.md's introduction and engine rules, and
+  charts/kubeinfer/Chart.yaml's description and keywords;
+- its launcher kubeinfer_runtime/engines/<x>.py (`command` and `own_parser`), and its row in
+  runtime/README.md's engine table;
+- its image images/runtime-<x>.Dockerfile (none for a Metal-only engine), and a row per
+  image variant in images/README.md's table;
+- its tests.
+Then `make crd catalogs` regenerates the CRD, the chart's runtime images and the parameter
+catalog; each test here names the piece that is still missing or stale (the catalog's
+freshness: tests/runtime/test_runtime_engine_parsers.py).
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+from types import ModuleType
 from typing import Any, get_args, get_type_hints
 
 import pytest
@@ -27,11 +36,10 @@ from kubeinfer.engines import GPU_ACCELERATORS, REGISTRY, Accelerator, Engine, E
 from kubeinfer.nodes import GPU_RESOURCES, node_facts
 from kubeinfer.params.catalog import load
 from kubeinfer.render import ImageSettings
-from kubeinfer_runtime.engines import LAUNCHERS
-from kubeinfer_runtime.engines.flags import OwnParser
 
 NAMES = [engine.name for engine in REGISTRY]
 CHART = ROOT / "charts" / "kubeinfer"
+LAUNCHER_DIR = ROOT / "runtime" / "kubeinfer_runtime" / "engines"
 BY_ENGINE = pytest.mark.parametrize("engine", REGISTRY, ids=NAMES)
 
 
@@ -70,13 +78,30 @@ def test_parameter_names_are_in_the_engines_catalog(engine: Engine) -> None:
     assert "port" in engine.reserved_params
 
 
+def launcher_module(engine: Engine) -> ModuleType:
+    """The engine's launcher module. kubeinfer_runtime.engines builds LAUNCHERS from the
+    registry when imported, so every launcher file is checked first: a missing one fails
+    here by name, not with the package's ModuleNotFoundError."""
+    missing = [
+        f"no launcher runtime/kubeinfer_runtime/engines/{e.launcher or '<x>'}.py for {e.name}"
+        for e in REGISTRY
+        if not (e.launcher and (LAUNCHER_DIR / f"{e.launcher}.py").is_file())
+    ]
+    assert not missing, "; ".join(missing)
+    return importlib.import_module(f"kubeinfer_runtime.engines.{engine.launcher}")
+
+
 @BY_ENGINE
 def test_the_runtime_has_a_launcher(engine: Engine) -> None:
+    module = launcher_module(engine)
+    from kubeinfer_runtime.engines import LAUNCHERS
+
     assert list(LAUNCHERS) == NAMES
     launcher = LAUNCHERS[engine.name]
     if engine.param_style == "flags":
-        module = importlib.import_module(f"kubeinfer_runtime.engines.{engine.launcher}")
-        assert launcher.command is module.command
+        assert launcher.command is getattr(module, "command", None), (
+            f"{module.__name__} has no command()"
+        )
     else:
         assert launcher.command is None  # in-process, CommonParams fields
 
@@ -85,7 +110,9 @@ def test_the_runtime_has_a_launcher(engine: Engine) -> None:
 def test_the_launcher_names_its_own_parser(engine: Engine) -> None:
     """`make catalogs` and the parser tests read the parser from the launcher; the parser
     overlay (hack/parser-env.sh) is pinned packages, the engine's own first."""
-    module = importlib.import_module(f"kubeinfer_runtime.engines.{engine.launcher}")
+    module = launcher_module(engine)
+    from kubeinfer_runtime.engines.flags import OwnParser
+
     own_parser = getattr(module, "own_parser", None)
     assert own_parser is not None, f"{module.__name__} has no own_parser()"
     assert get_type_hints(own_parser)["return"] is OwnParser
@@ -109,6 +136,11 @@ def _values() -> dict[str, Any]:
     return values
 
 
+def _schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads((CHART / "values.schema.json").read_text())
+    return schema
+
+
 @BY_ENGINE
 def test_chart_values_and_schema_name_every_variant(engine: Engine) -> None:
     region = chart.generated_region((CHART / "values.yaml").read_text())
@@ -116,11 +148,20 @@ def test_chart_values_and_schema_name_every_variant(engine: Engine) -> None:
     found = any(region[i : i + len(lines)] == lines for i in range(len(region)))
     stale = f"charts/kubeinfer/values.yaml: runtimeImages.{engine.values_key} is stale"
     assert found, f"{stale}: run `make crd`"
-    runtime_images = _values()["runtimeImages"]
-    assert set(runtime_images) == {e.values_key for e in REGISTRY} | {"pullPolicy", "pullSecrets"}
-    assert set(runtime_images[engine.values_key]) == set(engine.accelerators)
-    schema = json.loads((CHART / "values.schema.json").read_text())
-    declared = schema["properties"]["runtimeImages"]["properties"][engine.values_key]
+    engine_keys = {e.values_key for e in REGISTRY}
+    for path, runtime_images in (
+        ("values.yaml", _values()["runtimeImages"]),
+        ("values.schema.json", _schema()["properties"]["runtimeImages"]["properties"]),
+    ):
+        named = set(runtime_images) - {"pullPolicy", "pullSecrets"}
+        assert named == engine_keys, (
+            f"charts/kubeinfer/{path}: runtimeImages has {sorted(named)}, the registry "
+            f"{sorted(engine_keys)}: it is stale, run `make crd`"
+        )
+    assert set(_values()["runtimeImages"][engine.values_key]) == set(engine.accelerators), (
+        f"{stale}: run `make crd`"
+    )
+    declared = _schema()["properties"]["runtimeImages"]["properties"][engine.values_key]
     assert set(declared["properties"]) == set(get_args(Accelerator))
 
 
@@ -129,7 +170,9 @@ def test_every_built_variant_has_a_dockerfile(engine: Engine) -> None:
     if engine.accelerators == {"metal"}:
         pytest.skip("MLX needs macOS: no Linux container image (images/README.md)")
     dockerfile = ROOT / "images" / f"{engine.image}.Dockerfile"
-    assert dockerfile.exists(), dockerfile
+    assert dockerfile.exists(), (
+        f"images/{dockerfile.name} is missing: the runtime image of {engine.display}"
+    )
     text = dockerfile.read_text()
     for accelerator in engine.accelerators - {"cpu"}:
         # The header says how to build each GPU variant, with the tag the chart names.
@@ -152,3 +195,56 @@ def test_gpu_engines_split_over_the_gpus_with_their_own_parameter(engine: Engine
     decision = decide(ModelDeploymentSpec.model_validate(model), [node_facts(node)])
     assert decision.engine == engine.name, decision.reason
     assert decision.added_params == {engine.tensor_parallel_param: 2}
+
+
+def _table_rows(path: str, heading: str) -> list[list[str]]:
+    """The cells of each row of the first Markdown table after `heading` in `path`."""
+    text = (ROOT / path).read_text()
+    assert heading in text, f"{path} has no {heading!r}"
+    rows: list[list[str]] = []
+    for line in text[text.index(heading) :].splitlines()[1:]:
+        if line.startswith("|"):
+            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif rows:
+            break
+    return rows[2:]  # past the header and its --- line
+
+
+@BY_ENGINE
+def test_runtime_readme_has_a_row_for_the_launcher(engine: Engine) -> None:
+    engines = [row[0] for row in _table_rows("runtime/README.md", "## Engines")]
+    assert engine.name in engines, (
+        f"runtime/README.md's engine table has no row for {engine.name}: how its launcher starts it"
+    )
+
+
+@BY_ENGINE
+def test_images_readme_has_a_row_per_image_variant(engine: Engine) -> None:
+    images = [row[0] for row in _table_rows("images/README.md", "# Images")]
+    for accelerator in sorted(engine.accelerators):
+        reference = ImageSettings().image_for(engine.name, accelerator)
+        assert f"`{reference}`" in images, (
+            f"images/README.md's table has no row for {reference}: the {engine.display} "
+            f"{accelerator} runtime image"
+        )
+
+
+def _paragraph(text: str, start: str) -> str:
+    begin = text.index(start)
+    end = text.find("\n\n", begin)
+    return text[begin:] if end == -1 else text[begin:end]
+
+
+def test_the_prose_that_lists_every_engine_names_each() -> None:
+    readme = (ROOT / "README.md").read_text()
+    chart_yaml = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    places = {
+        "README.md's introduction": readme[: readme.index("```")],
+        "README.md's engine rules": _paragraph(readme, "Engine rules ("),
+        "charts/kubeinfer/Chart.yaml's description": chart_yaml["description"],
+    }
+    for place, text in places.items():
+        missing = [e.display for e in REGISTRY if e.display not in text]
+        assert not missing, f"{place} does not name {', '.join(missing)}"
+    missing = [e.name for e in REGISTRY if e.name not in chart_yaml["keywords"]]
+    assert not missing, f"charts/kubeinfer/Chart.yaml's keywords lack {', '.join(missing)}"
