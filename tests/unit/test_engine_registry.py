@@ -1,16 +1,14 @@
 """The engine registry against every place that must agree with it.
 
-Adding an engine is five hand-edited pieces:
+Adding an engine is five hand-edited files:
 - its module kubeinfer/engines/<x>.py: the `ENGINE` descriptor, with its image variants and
   parser overlay;
-- its line in kubeinfer/engines/__init__.py (REGISTRY and EngineName), and its name in the
-  prose that lists every engine: README.md's introduction and engine rules, and
-  charts/kubeinfer/Chart.yaml's description and keywords;
-- its launcher kubeinfer_runtime/engines/<x>.py (`command` and `own_parser`), and its row in
-  runtime/README.md's engine table;
-- its image images/runtime-<x>.Dockerfile (none for a Metal-only engine), and a row per
-  image variant in images/README.md's table;
-- its tests.
+- its line in kubeinfer/engines/__init__.py (REGISTRY and EngineName);
+- its launcher kubeinfer_runtime/engines/<x>.py (`command` and `own_parser`);
+- its image images/runtime-<x>.Dockerfile (none for a Metal-only engine);
+- its tests;
+and its documentation: a row in runtime/README.md's engine table and one per image variant
+in images/README.md's table.
 Then `make crd catalogs` regenerates the CRD, the chart's runtime images and the parameter
 catalog; each test here names the piece that is still missing or stale (the catalog's
 freshness: tests/runtime/test_runtime_engine_parsers.py).
@@ -227,24 +225,3 @@ def test_images_readme_has_a_row_per_image_variant(engine: Engine) -> None:
             f"images/README.md's table has no row for {reference}: the {engine.display} "
             f"{accelerator} runtime image"
         )
-
-
-def _paragraph(text: str, start: str) -> str:
-    begin = text.index(start)
-    end = text.find("\n\n", begin)
-    return text[begin:] if end == -1 else text[begin:end]
-
-
-def test_the_prose_that_lists_every_engine_names_each() -> None:
-    readme = (ROOT / "README.md").read_text()
-    chart_yaml = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    places = {
-        "README.md's introduction": readme[: readme.index("```")],
-        "README.md's engine rules": _paragraph(readme, "Engine rules ("),
-        "charts/kubeinfer/Chart.yaml's description": chart_yaml["description"],
-    }
-    for place, text in places.items():
-        missing = [e.display for e in REGISTRY if e.display not in text]
-        assert not missing, f"{place} does not name {', '.join(missing)}"
-    missing = [e.name for e in REGISTRY if e.name not in chart_yaml["keywords"]]
-    assert not missing, f"charts/kubeinfer/Chart.yaml's keywords lack {', '.join(missing)}"

@@ -6,15 +6,13 @@ llama.cpp, transformers. REGISTRY merges both into one order that keeps each of 
 (MLX never competes with vLLM or SGLang: they need Linux, it needs macOS), so one cluster
 with both kinds of nodes still has a single, deterministic ranking.
 
-Adding an engine is five hand-edited pieces: its module here, engines/<x>.py (the `ENGINE`
+Adding an engine is five hand-edited files: its module here, engines/<x>.py (the `ENGINE`
 descriptor, with its image variants and parser overlay); its line in this file (REGISTRY and
-EngineName) and its name where the prose lists every engine (README.md's introduction and
-engine rules, charts/kubeinfer/Chart.yaml's description and keywords); its launcher
-kubeinfer_runtime/engines/<x>.py (`command` and `own_parser`) with its row in
-runtime/README.md's engine table; its image images/runtime-<x>.Dockerfile (none for a
-Metal-only engine) with a row per variant in images/README.md; and its tests. Then
-`make crd catalogs` regenerates the CRD, the chart's runtime images and the parameter
-catalog, and tests/unit/test_engine_registry.py names anything still missing or stale.
+EngineName); its launcher kubeinfer_runtime/engines/<x>.py (`command` and `own_parser`); its
+image images/runtime-<x>.Dockerfile (none for a Metal-only engine); and its tests; plus its
+rows in the engine tables of runtime/README.md and images/README.md. Then `make crd
+catalogs` regenerates the CRD, the chart's runtime images and the parameter catalog, and
+tests/unit/test_engine_registry.py names anything still missing or stale.
 """
 
 from __future__ import annotations
