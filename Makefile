@@ -107,6 +107,12 @@ bench-runtime: venv
 bench-operator: venv controlplane
 	$(PY) benchmarks/bench_operator.py $(ARGS)
 
+# What each request the operator makes costs the API server and etcd in CPU (a ConfigMap
+# create as the baseline), on the operator benchmark's control plane.
+.PHONY: bench-api-costs
+bench-api-costs: venv controlplane
+	$(PY) benchmarks/bench_api_costs.py $(ARGS)
+
 # Container images built here without a registry (buildah on a Debian base made with
 # debootstrap) and written as OCI archives into ~/.cache/kubeinfer/images, for a containerd:
 # `bash hack/images/import.sh SOCKET`. images/README.md has the details.
