@@ -11,7 +11,6 @@ in with the same ones.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import tempfile
 import threading
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import orjson
 import urllib3
 import yaml
 
@@ -57,7 +57,7 @@ class ApiError(Exception):
     @property
     def message(self) -> str:
         try:
-            text = json.loads(self.body).get("message")
+            text = orjson.loads(self.body).get("message")
         except (ValueError, AttributeError):
             text = None
         return f"{text} ({self.status})" if text else f"{self.status} {self.reason}"
@@ -200,7 +200,7 @@ class Kube:
         """One call; raises ApiError on a non-2xx reply. With `stream`, the caller reads the
         reply and releases it."""
         url = self._server + path + (f"?{urlencode(query)}" if query else "")
-        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        data = None if body is None else orjson.dumps(body)
         for attempt in (1, 2):
             response = self._http.request(
                 method,
@@ -224,7 +224,7 @@ class Kube:
 
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self.request(method, path, **kwargs)
-        return dict(json.loads(response.data)) if response.data else {}
+        return dict(orjson.loads(response.data)) if response.data else {}
 
     def apply(self, obj: Mapping[str, Any]) -> None:
         """Server-side apply as the kubeinfer field manager (idempotent)."""
@@ -296,7 +296,7 @@ class Kube:
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
                     if line.strip():
-                        yield json.loads(line)
+                        yield orjson.loads(line)
         finally:
             response.release_conn()
 
