@@ -120,13 +120,15 @@ def main() -> int:
     state = Path(env["KUBEINFER_CLUSTER_DIR"])
     admin = state / "kubeconfig"
     was_up = cluster_running(state)
-    if not was_up:
+
+    def control_plane(script: str) -> None:  # up.sh or down.sh, on the benchmark's state
+        env_all = {**os.environ, **env}
         subprocess.run(
-            ["bash", str(HACK / "up.sh")],
-            env={**os.environ, **env},
-            check=True,
-            stdout=subprocess.DEVNULL,
+            ["bash", str(HACK / script)], env=env_all, check=True, stdout=subprocess.DEVNULL
         )
+
+    if not was_up:
+        control_plane("up.sh")
     try:
         kubectl(admin, "apply", "--server-side", "-f", str(ROOT / "crds"))
         kubectl(admin, "wait", "--for=condition=Established", "crd", "--all")
@@ -207,12 +209,7 @@ def main() -> int:
         if not args.keep:
             kubectl(admin, "delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false")
             if not was_up:
-                subprocess.run(
-                    ["bash", str(HACK / "down.sh")],
-                    env={**os.environ, **env},
-                    check=False,
-                    stdout=subprocess.DEVNULL,
-                )
+                control_plane("down.sh")
     return 0
 
 
