@@ -12,7 +12,7 @@ kubeinfer (`adopted_managed_fields`) and the next apply drops what kubeinfer doe
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -42,6 +42,11 @@ class ChildState:
     # Created with a plain create (kubeinfer's fields then sit in an Update entry, which a
     # later apply does not prune): the next new spec first adopts them into the apply entry.
     created: bool = False
+
+    def unversioned(self) -> ChildState:
+        """The child whatever its resourceVersion, for comparisons (a status write changes
+        the version, not what kubeinfer wrote)."""
+        return replace(self, resource_version="")
 
 
 class Action(Enum):

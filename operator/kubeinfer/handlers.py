@@ -477,10 +477,7 @@ def _inputs(observed: Observed) -> tuple[Any, ...]:
     """What a reconcile's outcome depends on, comparable with ==: the children without their
     resourceVersion (a status write changes it, not what kubeinfer wrote)."""
     live = observed.live or {}
-    children = tuple(
-        (kind, s.uid, s.controller_uid, s.foreign_managers, s.created, s.labels, s.content)
-        for kind, s in sorted(live.items())
-    )
+    children = tuple((kind, state.unversioned()) for kind, state in sorted(live.items()))
     meta = observed.body["metadata"]
     return (
         meta.get("resourceVersion"),

@@ -182,21 +182,7 @@ def plan(
 
 def _same_child(known: ChildState | None, state: ChildState) -> bool:
     """The same child with the same content, whatever its resourceVersion (a status write)."""
-    return known is not None and (
-        known.uid,
-        known.controller_uid,
-        known.foreign_managers,
-        known.created,
-        known.labels,
-        known.content,
-    ) == (
-        state.uid,
-        state.controller_uid,
-        state.foreign_managers,
-        state.created,
-        state.labels,
-        state.content,
-    )
+    return known is not None and known.unversioned() == state.unversioned()
 
 
 def _items(mapping: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
